@@ -1,0 +1,55 @@
+"""Every Celery option of the project (lowercase names), values from the environment.
+
+Loaded by ``proj.celery`` with ``config_from_object("celeryconfig")``. Rules from
+DESIGN.md "Celery rules": JSON only, started/extended results for the admin, task events
+for Flower, two queues, and a poll countdown far below the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+#: Queue for starting jobs and for the jobs' own work (may be slow).
+QUEUE_JOBS = "jobs"
+#: Queue for the countdown polls only (short and cheap), so slow work never delays progress.
+QUEUE_PROGRESS = "progress"
+
+broker_url = settings.REDIS_URL
+broker_connection_retry_on_startup = True
+# Redis redelivers a message nobody acknowledged within this many seconds. A countdown
+# longer than that would be run again and again (Celery docs, "Using Redis", Caveats:
+# visibility timeout), hence the check below.
+broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S}
+
+result_backend = "django-db"
+result_extended = True
+task_track_started = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+worker_send_task_events = True
+task_send_sent_event = True
+
+task_default_queue = QUEUE_JOBS
+task_routes = {
+    "tasks_app.run_job": {"queue": QUEUE_JOBS},
+    "tasks_app.profile_csv": {"queue": QUEUE_JOBS},
+    "tasks_app.poll_job": {"queue": QUEUE_PROGRESS},
+}
+
+# A task is acknowledged after it ran, so a worker that dies mid-task hands it to another;
+# every task of the project is idempotent (polls carry their sequence number).
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+if settings.PROGRESS_POLL_INTERVAL_MS / 1000 * 10 > settings.CELERY_VISIBILITY_TIMEOUT_S:
+    raise ImproperlyConfigured(
+        "PROGRESS_POLL_INTERVAL_MS must stay far below the broker visibility timeout "
+        f"({settings.CELERY_VISIBILITY_TIMEOUT_S} s): at most a tenth of it"
+    )

@@ -1,0 +1,205 @@
+"""Django settings: one module, every machine-specific value read from the environment.
+
+The defaults suit a laptop (`make run`): SQLite file, Redis on 127.0.0.1:6379, debug off
+unless ``DJANGO_DEBUG`` says otherwise. ``ENVIRONMENT_VARIABLES`` lists every variable this
+module reads; the README documents each one and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+#: Every environment variable the project reads, with its default ("" = unset).
+ENVIRONMENT_VARIABLES: dict[str, str] = {}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env(name: str, default: str = "") -> str:
+    ENVIRONMENT_VARIABLES[name] = default
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+
+_INSECURE_DEV_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
+SECRET_KEY = _env("DJANGO_SECRET_KEY") or (_INSECURE_DEV_KEY if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+
+ALLOWED_HOSTS = [h.strip() for h in _env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_results",
+    "tasks_app",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "proj.urls"
+ASGI_APPLICATION = "proj.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default; PostgreSQL (or any dj-database-url URL) through DATABASE_URL.
+DATABASES: dict[str, Any] = {
+    "default": dj_database_url.parse(_env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0)
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, two worker pools) write to one file: wait for the lock
+    # instead of failing, and take it at BEGIN so a read-then-write never deadlocks.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            # A socket that stops reading loses frames, never blocks the sender: the
+            # Job row stays the truth and a resubscribe returns the snapshot.
+            "capacity": 200,
+            "expiry": 30,
+            "group_expiry": 86400,
+        },
+    }
+}
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Progress that work tasks record and poll subtasks read: shared by every process.
+    "progress": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "jobs-progress",
+        "TIMEOUT": 7 * 24 * 3600,
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "templates" / "static"]
+# Serve straight from the finders when the files have not been collected (make run).
+WHITENOISE_USE_FINDERS = True
+
+MEDIA_ROOT = Path(_env("MEDIA_ROOT", str(BASE_DIR / "media")))
+
+PORT = _env_int("PORT", 8000, minimum=1)
+FLOWER_PORT = _env_int("FLOWER_PORT", 5555, minimum=1)
+BIND_ADDRESS = _env("BIND_ADDRESS", "127.0.0.1")
+
+DEMO_USERNAME = _env("DEMO_USERNAME", "demo")
+DEMO_PASSWORD = _env("DEMO_PASSWORD", "demo")
+
+#: Largest accepted upload, in bytes (default 50 MiB). Larger → HTTP 413.
+UPLOAD_MAX_BYTES = _env_int("UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
+#: Django must not refuse a multipart body below our own limit with its generic 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+#: Countdown between two polls of one job, in milliseconds.
+PROGRESS_POLL_INTERVAL_MS = _env_int("PROGRESS_POLL_INTERVAL_MS", 200, minimum=10)
+#: Redis broker visibility timeout, seconds: a task unacknowledged this long is redelivered.
+CELERY_VISIBILITY_TIMEOUT_S = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+
+#: WebSocket limits: a frame over this many bytes closes the socket (4400); a client may
+#: send RATE_BURST frames at once and RATE_PER_S frames a second after that.
+WS_MAX_FRAME_BYTES = 64 * 1024
+WS_RATE_BURST = 30
+WS_RATE_PER_S = 10.0
+#: Frames refused for rate in a row before the socket is closed (4429).
+WS_RATE_STRIKES_BEFORE_CLOSE = 20
+#: How many jobs one user may have pending/running/cancelling at once.
+JOBS_MAX_ACTIVE_PER_USER = 20
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+}
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+CSRF_FAILURE_VIEW = "tasks_app.views.csrf_failure"

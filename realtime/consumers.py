@@ -1,0 +1,254 @@
+"""WebSocket consumers: parse, authorize, delegate to services, answer.
+
+``JobsConsumer`` speaks protocol v1 at ``/ws/jobs/``; ``SeedProgressConsumer`` speaks the
+original demo's protocol at ``/prog/``. Neither sleeps, loops or does a job's work.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from realtime import messaging
+from realtime.protocol import (
+    CLOSE_FRAME_TOO_LARGE,
+    CLOSE_RATE_LIMITED,
+    T_CANCEL,
+    T_LIST,
+    T_START,
+    T_SUBSCRIBE,
+    T_UNSUBSCRIBE,
+    T_UNSUBSCRIBED,
+    ClientFrame,
+    ProtocolError,
+    TokenBucket,
+    error_frame,
+    parse_frame,
+)
+from tasks_app import selectors, services
+from tasks_app.errors import (
+    CODE_INTERNAL,
+    CODE_INVALID_MESSAGE,
+    CODE_RATE_LIMITED,
+    ApplicationError,
+    InvalidParams,
+    JobNotFound,
+)
+from tasks_app.models import FINAL_STATES
+
+logger = logging.getLogger(__name__)
+
+
+@database_sync_to_async
+def _snapshot(owner: Any, job_id: str) -> dict[str, Any]:
+    return selectors.job_snapshot(selectors.job_get(owner=owner, job_id=job_id))
+
+
+@database_sync_to_async
+def _start(owner: Any, kind: str, params: dict[str, Any], key: str | None) -> str:
+    return str(services.job_start(owner=owner, kind=kind, params=params, idempotency_key=key).id)
+
+
+@database_sync_to_async
+def _cancel(owner: Any, job_id: str) -> dict[str, Any]:
+    return selectors.job_snapshot(services.job_cancel(owner=owner, job_id=job_id))
+
+
+@database_sync_to_async
+def _list(owner: Any, limit: int) -> list[dict[str, Any]]:
+    return [selectors.job_snapshot(j) for j in selectors.job_list(owner=owner, limit=limit)]
+
+
+def canonical_job_id(raw: str) -> str:
+    """The canonical form of a client's job id; anything not a UUID is ``JobNotFound``."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise JobNotFound(raw) from None
+
+
+class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Base: refuses anonymous sockets, joins job groups and forwards their events in order.
+
+    ``self.following`` maps a job id to the highest ``seq`` this socket was sent; live
+    events with a lower or equal ``seq`` are dropped, and after a final frame the socket
+    leaves the job's group, so no frame of a job ever follows its final one.
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept(): the handshake is refused with HTTP 403
+            return
+        self.user = user
+        self.following: dict[str, int] = {}
+        await self.accept()
+        await self.connected()
+
+    async def connected(self) -> None:
+        """Hook run after ``accept()``."""
+
+    async def disconnect(self, code: int) -> None:
+        for job_id in list(getattr(self, "following", {})):
+            await self.channel_layer.group_discard(messaging.job_group(job_id), self.channel_name)
+
+    async def follow(self, job_id: str) -> None:
+        """Join the job's group (before reading its snapshot, so nothing falls in between)."""
+        if job_id not in self.following:
+            self.following[job_id] = 0
+            await self.channel_layer.group_add(messaging.job_group(job_id), self.channel_name)
+
+    async def unfollow(self, job_id: str) -> None:
+        """Leave the job's group."""
+        if self.following.pop(job_id, None) is not None:
+            await self.channel_layer.group_discard(messaging.job_group(job_id), self.channel_name)
+
+    def note_sent(self, job: dict[str, Any]) -> None:
+        """Remember the highest ``seq`` sent for a job this socket follows."""
+        if job["id"] in self.following:
+            self.following[job["id"]] = max(self.following[job["id"]], job["seq"])
+
+    async def job_event(self, event: dict[str, Any]) -> None:
+        """Channel-layer event ``job.event``: forward it unless stale, then stop after final."""
+        job = event["job"]
+        job_id = job["id"]
+        if job_id not in self.following or job["seq"] <= self.following[job_id]:
+            return
+        self.following[job_id] = job["seq"]
+        await self.send_job_frame(event["frame"], job)
+        if job["state"] in FINAL_STATES:
+            await self.unfollow(job_id)
+
+    async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:
+        """Send one live job frame in this consumer's protocol."""
+        raise NotImplementedError
+
+
+class JobsConsumer(_FollowingConsumer):
+    """Protocol v1 at ``/ws/jobs/`` (DESIGN.md "WebSocket protocol, version 1")."""
+
+    async def connected(self) -> None:
+        self.bucket = TokenBucket(burst=settings.WS_RATE_BURST, rate=settings.WS_RATE_PER_S)
+        self.strikes = 0
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.WS_MAX_FRAME_BYTES:
+            logger.warning("closing socket of user %s: %s-byte frame", self.user.pk, size)
+            await self.close(code=CLOSE_FRAME_TOO_LARGE)
+            return
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes > settings.WS_RATE_STRIKES_BEFORE_CLOSE:
+                logger.warning("closing socket of user %s: frame flood", self.user.pk)
+                await self.close(code=CLOSE_RATE_LIMITED)
+            else:
+                await self.send_json(error_frame(CODE_RATE_LIMITED, "too many frames; slow down"))
+            return
+        self.strikes = 0
+        if text_data is None:
+            await self.send_json(error_frame(CODE_INVALID_MESSAGE, "binary frames are not part of the protocol"))
+            return
+        try:
+            frame = parse_frame(text_data)
+        except ProtocolError as exc:
+            await self.send_json(error_frame(exc.code, exc.message, exc.request_id))
+            return
+        try:
+            await self.handle(frame)
+        except ApplicationError as exc:
+            fields = exc.fields if isinstance(exc, InvalidParams) else None
+            await self.send_json(error_frame(exc.code, exc.message, frame.request_id, fields))
+        except Exception:
+            logger.exception("internal error handling %s for user %s", frame.type, self.user.pk)
+            await self.send_json(
+                error_frame(CODE_INTERNAL, "internal error; the server log has the details", frame.request_id)
+            )
+
+    async def handle(self, frame: ClientFrame) -> None:
+        """Delegate one parsed frame; ``ApplicationError`` becomes an error frame."""
+        f, rid = frame.fields, frame.request_id
+        if frame.type == T_START:
+            job_id = await _start(self.user, f["kind"], f["params"], f["idempotency_key"])
+            await self.answer_with_job(messaging.FRAME_ACCEPTED, job_id, rid)
+        elif frame.type == T_SUBSCRIBE:
+            await self.answer_with_job(messaging.FRAME_SNAPSHOT, canonical_job_id(f["job_id"]), rid)
+        elif frame.type == T_UNSUBSCRIBE:
+            job_id = canonical_job_id(f["job_id"])
+            await self.unfollow(job_id)
+            await self.send_json({"type": T_UNSUBSCRIBED, "job_id": job_id, "request_id": rid})
+        elif frame.type == T_CANCEL:
+            job = await _cancel(self.user, canonical_job_id(f["job_id"]))
+            self.note_sent(job)
+            await self.send_json({"type": messaging.FRAME_SNAPSHOT, "job": job, "request_id": rid})
+        elif frame.type == T_LIST:
+            jobs = await _list(self.user, f["limit"])
+            await self.send_json({"type": T_LIST, "jobs": jobs, "request_id": rid})
+
+    async def answer_with_job(self, frame_type: str, job_id: str, rid: str | None) -> None:
+        """Follow the job, then answer with its snapshot read after joining the group."""
+        await self.follow(job_id)
+        try:
+            job = await _snapshot(self.user, job_id)
+        except ApplicationError:
+            await self.unfollow(job_id)
+            raise
+        self.note_sent(job)
+        await self.send_json({"type": frame_type, "job": job, "request_id": rid})
+        if job["state"] in FINAL_STATES:
+            await self.unfollow(job_id)
+
+    async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:
+        await self.send_json({"type": frame_type, "job": job})
+
+
+#: What ``/prog/`` starts: the original demo's work (step 3 every 200 ms).
+SEED_PARAMS = {"step": 3, "interval_ms": 200}
+SEED_ACTION_START = "start"
+
+
+class SeedProgressConsumer(_FollowingConsumer):
+    """The original demo's protocol at ``/prog/`` for a logged-in user.
+
+    Server: ``{"accept": true}`` on connect; client: ``{"action": "start"}``; server:
+    ``{"progress": N}`` frames, then ``{"complete": true, "progress": 100}``. A failed or
+    cancelled job ends with ``{"complete": true, "error": "..."}``; anything else the
+    client sends is answered ``{"error": "..."}``.
+    """
+
+    async def connected(self) -> None:
+        self.last_progress: dict[str, int] = {}
+        await self.send_json({"accept": True})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or content.get("action") != SEED_ACTION_START:
+            await self.send_json({"error": 'unknown message; send {"action": "start"}'})
+            return
+        try:
+            job_id = await _start(self.user, "simulated", dict(SEED_PARAMS), None)
+        except ApplicationError as exc:
+            await self.send_json({"error": exc.message})
+            return
+        await self.follow(job_id)
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:
+        state = job["state"]
+        current = int(job["progress"]["current"])
+        if state == "succeeded":
+            await self.send_json({"complete": True, "progress": 100})
+        elif state in FINAL_STATES:
+            await self.send_json({"complete": True, "error": job["error"] or state})
+        elif current != self.last_progress.get(job["id"]):
+            self.last_progress[job["id"]] = current
+            await self.send_json({"progress": current})

@@ -1,0 +1,90 @@
+"""``simulated``: the original demo's work, computed from the clock.
+
+Progress rises by ``step`` percent every ``interval_ms`` milliseconds from the moment the
+job started, until 100; with ``fail_at`` the job fails when progress reaches that percent.
+There is no work task: the poll chain reads the clock, which is exactly what the original
+"delay server" demo did with its delayed messages, and costs no worker slot however many
+simulated jobs run at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from tasks_app.kinds.base import JobKind, ParamReader, Progress, Reading
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from tasks_app.models import Job
+
+DEFAULT_STEP = 3
+DEFAULT_INTERVAL_MS = 200
+TOTAL = 100
+#: Polls land this long after a step boundary, so a step is never read just before it happens.
+BOUNDARY_MARGIN_MS = 5
+
+
+class SimulatedKind(JobKind):
+    """Progress ``min(100, step * floor(elapsed / interval))`` percent; fails at ``fail_at``."""
+
+    name = "simulated"
+
+    def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
+        """Parameters: ``step`` 1..100 (3), ``interval_ms`` 50..10000 (200), ``fail_at`` 1..100."""
+        r = ParamReader(params, allowed={"step", "interval_ms", "fail_at"})
+        step = r.integer("step", default=DEFAULT_STEP, minimum=1, maximum=100)
+        interval = r.integer("interval_ms", default=DEFAULT_INTERVAL_MS, minimum=50, maximum=10_000)
+        fail_at = r.integer("fail_at", default=None, minimum=1, maximum=100)
+        r.raise_if_invalid()
+        cleaned: dict[str, Any] = {"step": step, "interval_ms": interval}
+        if fail_at is not None:
+            cleaned["fail_at"] = fail_at
+        return cleaned
+
+    def _steps_done(self, job: Job, now: dt.datetime) -> int:
+        assert job.started_at is not None, "a running job has started_at"
+        elapsed_ms = max(0.0, (now - job.started_at).total_seconds() * 1000)
+        return int(elapsed_ms // job.params["interval_ms"])
+
+    def read(self, job: Job, now: dt.datetime) -> Reading:
+        """Progress at ``now``; succeeded at 100, failed once ``fail_at`` is reached."""
+        step: int = job.params["step"]
+        steps_needed = math.ceil(TOTAL / step)
+        done = self._steps_done(job, now)
+        current = min(TOTAL, done * step)
+        fail_at = job.params.get("fail_at")
+        if fail_at is not None and current >= fail_at:
+            return Reading(
+                progress=Progress(fail_at, TOTAL, f"failed at {fail_at}%"),
+                failed=True,
+                error=f"simulated failure at {fail_at}% (fail_at={fail_at})",
+            )
+        message = f"step {min(done, steps_needed)} of {steps_needed}"
+        progress = Progress(current, TOTAL, message)
+        if current >= TOTAL:
+            elapsed_ms = round(done * job.params["interval_ms"])
+            return Reading(
+                progress=progress,
+                succeeded=True,
+                result={"steps": steps_needed, "step": step, "simulated_ms": elapsed_ms},
+            )
+        return Reading(progress=progress)
+
+    def next_poll_in_ms(self, job: Job, now: dt.datetime) -> int:
+        """Just after the next step boundary, but never sooner than the poll interval."""
+        floor = int(settings.PROGRESS_POLL_INTERVAL_MS)
+        interval: int = job.params["interval_ms"]
+        if interval < floor:
+            return floor
+        assert job.started_at is not None
+        elapsed_ms = (now - job.started_at).total_seconds() * 1000
+        until_next = interval - (elapsed_ms % interval)
+        return max(1, math.ceil(until_next) + BOUNDARY_MARGIN_MS)
+
+
+KIND = SimulatedKind()

@@ -1,0 +1,179 @@
+"""Durable state: one ``Job`` row per job, one ``Upload`` row per uploaded file.
+
+Rows are changed only by ``tasks_app.services``; everything else reads them through
+``tasks_app.selectors``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class JobState(models.TextChoices):
+    """States of DESIGN.md: pending → running → succeeded | failed | cancelled."""
+
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    CANCELLING = "cancelling", "cancelling"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+FINAL_STATES: frozenset[str] = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLING})
+
+
+class Job(models.Model):
+    """A long-running job started by a user; its progress is pushed to every viewer."""
+
+    id = models.UUIDField(
+        primary_key=True,
+        default=uuid.uuid4,
+        editable=False,
+        verbose_name="id",
+        help_text="Public id of the job, used in the WebSocket protocol.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        verbose_name="owner",
+        help_text="The user who started the job; only they can see it.",
+    )
+    kind = models.CharField(max_length=64, verbose_name="kind", help_text="Name of the job kind (tasks_app/kinds).")
+    params = models.JSONField(
+        default=dict,
+        blank=True,
+        verbose_name="parameters",
+        help_text="Validated parameters of the kind, as JSON.",
+    )
+    idempotency_key = models.CharField(  # noqa: DJ001 - NULL keeps the unique constraint partial
+        max_length=64,
+        null=True,
+        blank=True,
+        verbose_name="idempotency key",
+        help_text="Client key that makes a repeated job.start return the same job.",
+    )
+    state = models.CharField(
+        max_length=16,
+        choices=JobState.choices,
+        default=JobState.PENDING,
+        verbose_name="state",
+        help_text="Where the job is in its life.",
+    )
+    progress_current = models.BigIntegerField(
+        default=0, verbose_name="progress current", help_text="Units done (e.g. bytes read)."
+    )
+    progress_total = models.BigIntegerField(
+        null=True,
+        blank=True,
+        verbose_name="progress total",
+        help_text="Units in all; empty when unknown.",
+    )
+    progress_message = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        verbose_name="progress message",
+        help_text="Short human text about the current step.",
+    )
+    result = models.JSONField(null=True, blank=True, verbose_name="result", help_text="Result of a succeeded job.")
+    error = models.TextField(blank=True, default="", verbose_name="error", help_text="Why the job failed, for people.")
+    seq = models.PositiveBigIntegerField(
+        default=1,
+        verbose_name="sequence",
+        help_text="Grows by one with every saved change; clients drop frames with a lower one.",
+    )
+    poll_seq = models.PositiveIntegerField(
+        default=0,
+        verbose_name="poll sequence",
+        help_text="Number of the poll the chain expects next; stale or duplicate polls do nothing.",
+    )
+    celery_task_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        verbose_name="run task id",
+        help_text="Celery id of the run_job task.",
+    )
+    work_task_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        verbose_name="work task id",
+        help_text="Celery id of the task doing the work, for kinds that run one.",
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, verbose_name="created at", help_text="When the job was asked for."
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="started at", help_text="When the work started."
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="finished at", help_text="When a final state was reached."
+    )
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "job"
+        verbose_name_plural = "jobs"
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created_idx"),
+            models.Index(fields=["state"], name="job_state_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="job_owner_idempotency_key_uniq",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job has succeeded, failed or been cancelled."""
+        return self.state in FINAL_STATES
+
+
+def upload_path(instance: Upload, filename: str) -> str:
+    """Storage path of an upload: per owner, named by the upload's id (never the client's name)."""
+    return f"uploads/{instance.owner_id}/{instance.id}.csv"
+
+
+class Upload(models.Model):
+    """A file a user uploaded for a job kind to read (``csv_profile``)."""
+
+    id = models.UUIDField(
+        primary_key=True,
+        default=uuid.uuid4,
+        editable=False,
+        verbose_name="id",
+        help_text="Public id of the upload (upload_id in job parameters).",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="uploads",
+        verbose_name="owner",
+        help_text="The user who uploaded the file.",
+    )
+    name = models.CharField(max_length=255, verbose_name="name", help_text="File name as the client sent it.")
+    size = models.BigIntegerField(verbose_name="size", help_text="Size in bytes.")
+    file = models.FileField(upload_to=upload_path, verbose_name="file", help_text="The stored file.")
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name="created at", help_text="When it was uploaded.")
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "upload"
+        verbose_name_plural = "uploads"
+        indexes = [models.Index(fields=["owner", "-created_at"], name="upload_owner_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.size} bytes)"

@@ -1,0 +1,295 @@
+"""Every change of a job's state, in one place.
+
+Ordering guarantee: every change that publishes a frame takes the job's row lock, saves
+with ``seq + 1`` and sends the frame *before* the transaction commits. Frames of one job
+therefore leave in ``seq`` order, and once a final frame was sent no other change (which
+would have to take the lock and find the state final) sends anything for that job.
+
+The poll chain (DESIGN.md "Celery rules"): ``run_job`` schedules poll 0; poll ``n`` first
+claims the job with a compare-and-set ``poll_seq: n → n+1`` and schedules poll ``n+1`` in
+the same transaction. A duplicate or stale poll finds ``poll_seq`` moved on and does
+nothing, so a chain never forks; a poll that fails before commit leaves ``poll_seq`` at
+``n`` and its redelivery runs it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Final
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from realtime import messaging
+from tasks_app.errors import InvalidParams, NotCancellable, RateLimited
+from tasks_app.kinds import get_kind
+from tasks_app.kinds.base import Progress
+from tasks_app.models import ACTIVE_STATES, FINAL_STATES, Job, JobState, Upload
+from tasks_app.progress import clear_recorded
+from tasks_app.selectors import job_get, job_snapshot
+
+logger = logging.getLogger(__name__)
+
+#: Celery task names (the tasks live in ``tasks_app.tasks``; routes in ``celeryconfig``).
+TASK_RUN_JOB: Final = "tasks_app.run_job"
+TASK_POLL_JOB: Final = "tasks_app.poll_job"
+
+#: Longest error text kept on a job, characters.
+ERROR_MAX_CHARS: Final = 2000
+
+
+def _publish(job: Job) -> None:
+    messaging.send_job_event(job_snapshot(job))
+
+
+def _locked(job_id: uuid.UUID | str) -> Job | None:
+    return Job.objects.select_for_update().filter(pk=job_id).first()
+
+
+def job_start(
+    *,
+    owner: User,
+    kind: str,
+    params: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Job:
+    """Validate, create a ``pending`` job and dispatch ``run_job`` when the row is committed.
+
+    ``params`` is the client's object, checked against the kind's schema. With an
+    ``idempotency_key`` already used by ``owner`` for the same kind and parameters, the
+    existing job is returned and nothing new starts.
+
+    Raises ``UnknownKind``, ``InvalidParams`` (``fields`` name the bad parameters) or
+    ``RateLimited`` (more than ``JOBS_MAX_ACTIVE_PER_USER`` active jobs).
+    """
+    job_kind = get_kind(kind)
+    cleaned = job_kind.validate(params, owner=owner)
+    if idempotency_key is not None:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_job_or_error(existing, kind, cleaned)
+    active = Job.objects.filter(owner=owner, state__in=ACTIVE_STATES).count()
+    if active >= settings.JOBS_MAX_ACTIVE_PER_USER:
+        raise RateLimited(
+            f"{active} jobs are still active (limit {settings.JOBS_MAX_ACTIVE_PER_USER}); "
+            "wait for one to end or cancel one"
+        )
+    run_task_id = str(uuid.uuid4())
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                owner=owner,
+                kind=kind,
+                params=cleaned,
+                idempotency_key=idempotency_key,
+                celery_task_id=run_task_id,
+            )
+            transaction.on_commit(lambda: current_app.send_task(TASK_RUN_JOB, args=[str(job.id)], task_id=run_task_id))
+    except IntegrityError:
+        # A concurrent job.start with the same idempotency key won the race.
+        existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
+        return _same_job_or_error(existing, kind, cleaned)
+    logger.info("job %s (%s) created for user %s", job.id, kind, owner.pk)
+    return job
+
+
+def _same_job_or_error(existing: Job, kind: str, cleaned: dict[str, Any]) -> Job:
+    if existing.kind != kind or existing.params != cleaned:
+        raise InvalidParams({"idempotency_key": ["already used for a job with another kind or parameters"]})
+    return existing
+
+
+def job_run(*, job_id: uuid.UUID | str) -> None:
+    """Start a pending job's work, mark it ``running`` and schedule poll 0 (task ``run_job``).
+
+    Idempotent: a job that is no longer pending (redelivery, cancelled meanwhile) is left
+    alone. A kind with a work task gets it dispatched (queue ``jobs``) in the same
+    transaction; if the broker refuses, nothing is saved and the task's retry runs it again.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None:
+            logger.warning("run_job: job %s does not exist; nothing to run", job_id)
+            return
+        if job.state != JobState.PENDING:
+            logger.info("run_job: job %s is %s, not pending; nothing to do", job_id, job.state)
+            return
+        kind = get_kind(job.kind)
+        now = timezone.now()
+        job.state = JobState.RUNNING
+        job.started_at = now
+        job.progress_message = "started"
+        if kind.work_task:
+            job.work_task_id = str(uuid.uuid4())
+            current_app.send_task(kind.work_task, args=[str(job.id)], task_id=job.work_task_id)
+        job.seq += 1
+        job.poll_seq = 0
+        job.save(
+            update_fields=[
+                "state",
+                "started_at",
+                "progress_message",
+                "work_task_id",
+                "seq",
+                "poll_seq",
+            ]
+        )
+        _schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
+        _publish(job)
+
+
+def _schedule_poll(job: Job, poll_seq: int, countdown_ms: int) -> None:
+    current_app.send_task(TASK_POLL_JOB, args=[str(job.id), poll_seq], countdown=countdown_ms / 1000)
+
+
+def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
+    """One poll of the chain (task ``poll_job``): read, save and send what changed, end the
+    job when its work ended or a cancel was asked, else schedule poll ``poll_seq + 1``.
+
+    A stale or duplicate poll (``poll_seq`` no longer the expected one), or a poll of a
+    final job, does nothing. Sends nothing when nothing changed.
+    """
+    with transaction.atomic():
+        claimed = Job.objects.filter(
+            pk=job_id, poll_seq=poll_seq, state__in=[JobState.RUNNING, JobState.CANCELLING]
+        ).update(poll_seq=poll_seq + 1)
+        if not claimed:
+            logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, job_id)
+            return
+        job = _locked(job_id)
+        assert job is not None
+        kind = get_kind(job.kind)
+        if job.state == JobState.CANCELLING:
+            kind.cancel(job)
+            _finish(job, JobState.CANCELLED)
+            return
+        now = timezone.now()
+        reading = kind.read(job, now)
+        changed = reading.progress is not None and _apply_progress(job, reading.progress)
+        if reading.succeeded:
+            job.result = reading.result
+            _finish(job, JobState.SUCCEEDED)
+        elif reading.failed:
+            job.error = reading.error[:ERROR_MAX_CHARS]
+            _finish(job, JobState.FAILED)
+        else:
+            if changed:
+                job.seq += 1
+                job.save(
+                    update_fields=[
+                        "progress_current",
+                        "progress_total",
+                        "progress_message",
+                        "seq",
+                    ]
+                )
+                _publish(job)
+            _schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
+
+
+def _apply_progress(job: Job, progress: Progress) -> bool:
+    new = (progress.current, progress.total, progress.message[:200])
+    if new == (job.progress_current, job.progress_total, job.progress_message):
+        return False
+    job.progress_current, job.progress_total, job.progress_message = new
+    return True
+
+
+def _finish(job: Job, state: str) -> None:
+    """Save the final ``state`` with ``seq + 1`` and send the final frame (caller holds the lock)."""
+    assert state in FINAL_STATES
+    job.state = state
+    job.finished_at = timezone.now()
+    if state == JobState.SUCCEEDED and job.progress_total is not None:
+        job.progress_current = job.progress_total
+    if state == JobState.CANCELLED:
+        job.progress_message = "cancelled"
+    job.seq += 1
+    job.save()
+    transaction.on_commit(lambda: clear_recorded(job.id))
+    logger.info("job %s ended %s at seq %s", job.id, state, job.seq)
+    _publish(job)
+
+
+def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None) -> bool:
+    """Record the work's ``result`` (JSON-serialisable) and end the job ``succeeded``,
+    with its last ``progress`` when given.
+
+    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
+    left alone. Returns True when this call ended the job.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.is_final:
+            return False
+        if job.state == JobState.CANCELLING:
+            _finish(job, JobState.CANCELLED)
+            return True
+        job.result = result
+        if progress is not None:
+            _apply_progress(job, progress)
+        _finish(job, JobState.SUCCEEDED)
+        return True
+
+
+def job_fail(*, job_id: uuid.UUID | str, error: str) -> bool:
+    """End the job ``failed`` with ``error`` (short human text, no traceback).
+
+    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
+    left alone. Returns True when this call ended the job.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.is_final:
+            return False
+        if job.state == JobState.CANCELLING:
+            _finish(job, JobState.CANCELLED)
+            return True
+        job.error = error[:ERROR_MAX_CHARS]
+        _finish(job, JobState.FAILED)
+        return True
+
+
+def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
+    """Ask for the owner's job to be cancelled; returns the job as it now is.
+
+    ``pending`` → ``cancelled`` at once (nothing was started); ``running`` → ``cancelling``
+    (the kind is asked to stop its work; the next poll ends the job ``cancelled``);
+    ``cancelling`` → unchanged. Raises ``JobNotFound`` (unknown or another user's job) or
+    ``NotCancellable`` (already succeeded, failed or cancelled).
+    """
+    job_get(owner=owner, job_id=job_id)
+    with transaction.atomic():
+        job = _locked(job_id)
+        assert job is not None
+        if job.is_final:
+            raise NotCancellable(f"job {job.id} already {job.state}; it cannot be cancelled")
+        if job.state == JobState.PENDING:
+            _finish(job, JobState.CANCELLED)
+        elif job.state == JobState.RUNNING:
+            job.state = JobState.CANCELLING
+            job.progress_message = "cancelling"
+            job.seq += 1
+            job.save(update_fields=["state", "progress_message", "seq"])
+            get_kind(job.kind).cancel(job)
+            _publish(job)
+        logger.info("job %s cancel asked by user %s; now %s", job.id, owner.pk, job.state)
+        return job
+
+
+def upload_create(*, owner: User, file: UploadedFile[Any]) -> Upload:
+    """Store an uploaded file for ``owner`` and return its ``Upload`` row.
+
+    The caller has checked the size against ``UPLOAD_MAX_BYTES``.
+    """
+    name = (file.name or "upload.csv")[:255]
+    upload = Upload(owner=owner, name=name, size=file.size or 0)
+    upload.file.save(name, file, save=False)
+    upload.save()
+    logger.info("upload %s (%s bytes) stored for user %s", upload.id, upload.size, owner.pk)
+    return upload

@@ -1,0 +1,868 @@
+/*
+ * Live job progress page: speaks "WebSocket protocol, version 1" of DESIGN.md.
+ *
+ * One socket per page. On every (re)connect the page asks for the job list and
+ * subscribes to every job that is not final, so snapshots catch it up after a gap.
+ * Each job keeps the highest `seq` seen; older frames are dropped, so snapshots and
+ * live events may arrive in any order without the display going backwards.
+ * All data reaches the DOM through textContent / attributes, never innerHTML.
+ */
+(function () {
+  "use strict";
+
+  const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
+  const CANCELLABLE_STATES = new Set(["pending", "running"]);
+  const JOB_FRAME_TYPES = new Set([
+    "job.accepted", "job.snapshot", "job.progress",
+    "job.succeeded", "job.failed", "job.cancelled",
+  ]);
+  const LIST_LIMIT = 50;
+  const BACKOFF_INITIAL_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const CLOSE_TOO_BIG = 4400;
+  const CLOSE_FLOOD = 4429;
+  const SOCKET_OPEN = 1;
+  const SHORT_ID_LENGTH = 8;
+  const KIND_LABELS = { simulated: "Simulated job", csv_profile: "CSV profile", remote: "Remote job" };
+  const SIM_FIELDS = { step: "sim-step", interval_ms: "sim-interval", fail_at: "sim-fail-at" };
+  const UPLOAD_NAMES_KEY = "jobs.uploadNames";
+
+  const config = readConfig();
+  const el = {
+    conn: document.getElementById("conn-status"),
+    notice: document.getElementById("notice"),
+    jobs: document.getElementById("jobs"),
+    empty: document.getElementById("jobs-empty"),
+    announcer: document.getElementById("announcer"),
+    simForm: document.getElementById("simulated-form"),
+    csvForm: document.getElementById("csv-form"),
+    csvFile: document.getElementById("csv-file"),
+    csvStart: document.getElementById("csv-start"),
+    csvError: document.getElementById("csv-error"),
+  };
+
+  /** job id → {job, seq, createdMs, percent, cancelRequested, resultShown, nodes} */
+  const jobs = new Map();
+  /** request_id → {what: "list"|"subscribe"|"start"|"cancel", source?, jobId?, fileName?} */
+  const requests = new Map();
+  /** request_id → job.start frame not yet answered; resent (same idempotency key) after a reconnect. */
+  const pendingStarts = new Map();
+  /** job ids this socket already follows (subscribed or started on it). */
+  let following = new Set();
+  const uploadNames = loadUploadNames();
+
+  let socket = null;
+  let attempt = 0;
+  let reconnectTimer = null;
+  let requestCounter = 0;
+
+  // ---------------------------------------------------------------- helpers
+
+  function readConfig() {
+    const node = document.getElementById("jobs-config");
+    let parsed = {};
+    try {
+      parsed = JSON.parse(node ? node.textContent : "{}") || {};
+    } catch (err) {
+      parsed = {};
+    }
+    return {
+      wsPath: parsed.wsPath || "/ws/jobs/",
+      uploadUrl: parsed.uploadUrl || "/uploads/",
+      csrfToken: parsed.csrfToken || "",
+      uploadMaxBytes: Number(parsed.uploadMaxBytes) || 0,
+    };
+  }
+
+  /** Build an element; attrs values that are null/undefined/false are skipped. */
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [key, value] of Object.entries(attrs)) {
+        if (value === null || value === undefined || value === false) continue;
+        if (key === "text") node.textContent = String(value);
+        else if (key === "className") node.className = value;
+        else node.setAttribute(key, value === true ? "" : String(value));
+      }
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function setText(node, text) {
+    const value = text === null || text === undefined ? "" : String(text);
+    if (node.textContent !== value) node.textContent = value;
+  }
+
+  function nextRequestId() {
+    requestCounter += 1;
+    return "r" + requestCounter;
+  }
+
+  function newIdempotencyKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") {
+      return window.crypto.randomUUID();
+    }
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function shortId(id) {
+    return String(id).slice(0, SHORT_ID_LENGTH);
+  }
+
+  function kindLabel(kind) {
+    return KIND_LABELS[kind] || String(kind || "job");
+  }
+
+  function isNumber(value) {
+    return typeof value === "number" && Number.isFinite(value);
+  }
+
+  /** Integers as they are; other numbers with at most 4 decimals, trailing zeros dropped. */
+  function formatNumber(value) {
+    if (value === null || value === undefined || value === "") return "—";
+    if (isNumber(value)) {
+      if (Number.isInteger(value)) return String(value);
+      return String(parseFloat(value.toFixed(4)));
+    }
+    return String(value);
+  }
+
+  function formatBytes(n) {
+    if (!isNumber(n)) return "?";
+    if (n < 1024) return n + " bytes";
+    const units = ["KB", "MB", "GB"];
+    let value = n / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return (value >= 10 ? value.toFixed(0) : value.toFixed(1)) + " " + units[unit];
+  }
+
+  function plural(n, word) {
+    return formatNumber(n) + " " + word + (n === 1 ? "" : "s");
+  }
+
+  function describeDelimiter(d) {
+    if (d === undefined || d === null || d === "") return "unknown";
+    if (d === "\t") return "tab";
+    if (d === " ") return "space";
+    return "“" + d + "”";
+  }
+
+  function parseTime(value) {
+    const ms = value ? Date.parse(value) : NaN;
+    return Number.isFinite(ms) ? ms : 0;
+  }
+
+  function loadUploadNames() {
+    try {
+      return JSON.parse(window.sessionStorage.getItem(UPLOAD_NAMES_KEY) || "{}") || {};
+    } catch (err) {
+      return {};
+    }
+  }
+
+  function rememberUploadName(jobId, name) {
+    if (!name) return;
+    uploadNames[jobId] = name;
+    try {
+      window.sessionStorage.setItem(UPLOAD_NAMES_KEY, JSON.stringify(uploadNames));
+    } catch (err) {
+      /* storage full or disabled: the name only lives until reload */
+    }
+  }
+
+  /** Speak a short sentence through the visually hidden live region. */
+  function announce(text) {
+    if (!el.announcer) return;
+    el.announcer.textContent = "";
+    window.setTimeout(() => {
+      el.announcer.textContent = text;
+    }, 50);
+  }
+
+  // ------------------------------------------------------- connection status
+
+  const CONN_TEXT = {
+    connecting: () => "Connecting…",
+    connected: () => "Connected: updates are live.",
+    reconnecting: (n) => "Connection lost. Reconnecting (attempt " + n + ")…",
+    offline: () => "Offline. Will reconnect when the network is back.",
+  };
+
+  function setConn(state) {
+    if (!el.conn) return;
+    el.conn.dataset.state = state;
+    setText(el.conn, CONN_TEXT[state](attempt));
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  function socketUrl() {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    return scheme + "://" + window.location.host + config.wsPath;
+  }
+
+  function isOpen() {
+    return socket !== null && socket.readyState === SOCKET_OPEN;
+  }
+
+  function connect() {
+    window.clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl());
+    } catch (err) {
+      scheduleReconnect();
+      return;
+    }
+    socket = ws;
+    ws.addEventListener("open", () => {
+      if (socket !== ws) return;
+      attempt = 0;
+      setConn("connected");
+      onOpen();
+    });
+    ws.addEventListener("message", (event) => {
+      if (socket === ws) onFrame(event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (socket !== ws) return;
+      socket = null;
+      onClose(event);
+    });
+  }
+
+  function scheduleReconnect() {
+    window.clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (navigator.onLine === false) {
+      setConn("offline");
+      return; // the "online" event reconnects
+    }
+    attempt += 1;
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** (attempt - 1));
+    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    setConn("reconnecting");
+    reconnectTimer = window.setTimeout(connect, delay);
+  }
+
+  function onOpen() {
+    following = new Set();
+    for (const [rid, entry] of requests) {
+      // Answers to requests of the old socket will never come.
+      if (entry.what !== "start") requests.delete(rid);
+    }
+    send({ type: "job.list", limit: LIST_LIMIT }, { what: "list" });
+    for (const [rid, frame] of pendingStarts) {
+      socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
+    }
+  }
+
+  function onClose(event) {
+    following = new Set();
+    if (event.code === CLOSE_TOO_BIG || event.code === CLOSE_FLOOD) {
+      showNotice("The server closed the connection (" +
+        (event.code === CLOSE_FLOOD ? "too many messages" : "message too large") + ").");
+    }
+    for (const entry of jobs.values()) {
+      if (entry.cancelRequested) {
+        entry.cancelRequested = false;
+        renderJob(entry);
+      }
+    }
+    scheduleReconnect();
+  }
+
+  /** Send a frame with a fresh request_id; returns the id, or null when the socket is down. */
+  function send(frame, purpose) {
+    if (!isOpen()) return null;
+    const rid = nextRequestId();
+    requests.set(rid, purpose);
+    socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
+    return rid;
+  }
+
+  window.addEventListener("online", () => {
+    if (socket === null) {
+      attempt = Math.max(attempt, 1);
+      setConn("reconnecting");
+      connect();
+    }
+  });
+  window.addEventListener("offline", () => {
+    if (socket !== null) {
+      socket.close(); // the close handler shows "offline" and waits for "online"
+    } else {
+      window.clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      setConn("offline");
+    }
+  });
+
+  // ------------------------------------------------------------------ frames
+
+  function onFrame(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch (err) {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    const rid = typeof frame.request_id === "string" ? frame.request_id : null;
+    const purpose = rid ? requests.get(rid) : undefined;
+    if (rid) requests.delete(rid);
+
+    if (JOB_FRAME_TYPES.has(frame.type)) {
+      onJobFrame(frame, rid, purpose);
+    } else if (frame.type === "job.list") {
+      onJobList(frame);
+    } else if (frame.type === "error") {
+      onError(frame, rid, purpose);
+    }
+    // job.unsubscribed and unknown types need nothing.
+  }
+
+  function onJobFrame(frame, rid, purpose) {
+    const job = frame.job;
+    if (!job || typeof job.id !== "string") return;
+    if (frame.type === "job.accepted" && purpose && purpose.what === "start") {
+      pendingStarts.delete(rid);
+      following.add(job.id);
+      if (purpose.fileName) rememberUploadName(job.id, purpose.fileName);
+      clearSourceError(purpose.source);
+    }
+    if (purpose && purpose.what === "cancel") {
+      const entry = jobs.get(job.id);
+      if (entry) entry.cancelRequested = false;
+    }
+    upsertJob(job);
+    const entry = jobs.get(job.id);
+    if (entry && purpose && purpose.what === "cancel") renderJob(entry);
+  }
+
+  function onJobList(frame) {
+    const list = Array.isArray(frame.jobs) ? frame.jobs : [];
+    for (const job of list) upsertJob(job);
+    for (const entry of jobs.values()) {
+      const id = entry.job.id;
+      if (!FINAL_STATES.has(entry.job.state) && !following.has(id)) {
+        following.add(id);
+        send({ type: "job.subscribe", job_id: id }, { what: "subscribe", jobId: id });
+      }
+    }
+  }
+
+  function onError(frame, rid, purpose) {
+    const message = typeof frame.message === "string" && frame.message
+      ? frame.message : "Something went wrong (" + (frame.code || "error") + ").";
+    const fields = frame.fields && typeof frame.fields === "object" ? frame.fields : null;
+    if (purpose && purpose.what === "start") {
+      pendingStarts.delete(rid);
+      if (purpose.source === "csv") {
+        showCsvError(message, fields);
+      } else {
+        markSimFields(fields);
+        showNotice(message, fields);
+      }
+      return;
+    }
+    if (purpose && (purpose.what === "cancel" || purpose.what === "subscribe")) {
+      const entry = jobs.get(purpose.jobId);
+      if (entry) {
+        if (purpose.what === "cancel") entry.cancelRequested = false;
+        else following.delete(purpose.jobId);
+        entry.alert = message;
+        renderJob(entry);
+        return;
+      }
+    }
+    showNotice(message, fields);
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  function fieldLines(fields) {
+    const lines = [];
+    if (!fields) return lines;
+    for (const [name, messages] of Object.entries(fields)) {
+      const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
+      lines.push(name + ": " + text);
+    }
+    return lines;
+  }
+
+  function fillMessage(node, message, fields) {
+    node.replaceChildren();
+    if (!message) return;
+    const lines = fieldLines(fields);
+    if (lines.length === 0) {
+      node.textContent = message;
+      return;
+    }
+    node.append(h("span", { className: "msg-main", text: message }));
+    for (const line of lines) node.append(h("span", { className: "msg-field", text: line }));
+  }
+
+  function showNotice(message, fields) {
+    if (!el.notice) return;
+    fillMessage(el.notice, message, fields);
+  }
+
+  function clearNotice() {
+    if (el.notice) el.notice.replaceChildren();
+  }
+
+  function showCsvError(message, fields) {
+    if (el.csvError) fillMessage(el.csvError, message, fields);
+  }
+
+  function clearSourceError(source) {
+    if (source === "csv") {
+      showCsvError("");
+    } else if (source === "simulated") {
+      markSimFields(null);
+      clearNotice();
+    }
+  }
+
+  function markSimFields(fields) {
+    for (const [name, id] of Object.entries(SIM_FIELDS)) {
+      const input = document.getElementById(id);
+      if (!input) continue;
+      const errId = id + "-error";
+      let errNode = document.getElementById(errId);
+      const messages = fields && fields[name];
+      if (messages) {
+        const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
+        if (!errNode) {
+          errNode = h("p", { id: errId, className: "field-error" });
+          input.insertAdjacentElement("afterend", errNode);
+        }
+        errNode.textContent = text;
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", errId);
+      } else {
+        if (errNode) errNode.remove();
+        input.removeAttribute("aria-invalid");
+        input.removeAttribute("aria-describedby");
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------- jobs
+
+  /**
+   * Take a job object into the page unless it is stale.
+   * A frame is dropped when its seq is lower than the highest seen, or equal to it
+   * for a job the page already knows.
+   */
+  function upsertJob(job) {
+    if (!job || typeof job.id !== "string") return;
+    const seq = Number(job.seq);
+    const existing = jobs.get(job.id);
+    if (existing) {
+      if (!(seq > existing.seq)) return;
+      if (FINAL_STATES.has(existing.job.state) && !FINAL_STATES.has(job.state)) return;
+      const before = existing.job.state;
+      existing.job = job;
+      existing.seq = seq;
+      if (before !== job.state) existing.alert = null;
+      renderJob(existing);
+      if (before !== job.state && FINAL_STATES.has(job.state)) announceFinal(existing);
+      return;
+    }
+    const entry = {
+      job,
+      seq: Number.isFinite(seq) ? seq : -Infinity,
+      createdMs: parseTime(job.created_at),
+      percent: null,
+      cancelRequested: false,
+      resultShown: false,
+      alert: null,
+      nodes: null,
+    };
+    jobs.set(job.id, entry);
+    entry.nodes = buildCard(entry);
+    insertCard(entry);
+    renderJob(entry);
+    if (el.empty) el.empty.hidden = true;
+  }
+
+  function announceFinal(entry) {
+    const job = entry.job;
+    const name = kindLabel(job.kind) + " " + shortId(job.id);
+    const text = {
+      succeeded: name + " succeeded.",
+      failed: name + " failed" + (job.error ? ": " + errorText(job.error) : "."),
+      cancelled: name + " was cancelled.",
+    }[job.state];
+    if (text) announce(text);
+  }
+
+  function insertCard(entry) {
+    const card = entry.nodes.card;
+    let before = null;
+    for (const other of el.jobs.children) {
+      const otherEntry = jobs.get(other.dataset.jobId);
+      if (otherEntry && otherEntry.createdMs < entry.createdMs) {
+        before = other;
+        break;
+      }
+    }
+    el.jobs.insertBefore(card, before);
+  }
+
+  function buildCard(entry) {
+    const job = entry.job;
+    const titleId = "job-title-" + job.id;
+    const title = h("h3", { id: titleId, className: "job-title" });
+    const state = h("span", { className: "job-state" });
+    const created = h("time", { className: "job-created" });
+    const progress = h("progress", {
+      className: "job-progress",
+      max: "100",
+      "aria-label": "Progress of " + job.kind + " job " + shortId(job.id),
+    });
+    const percent = h("span", { className: "job-percent" });
+    const counts = h("span", { className: "job-counts" });
+    const message = h("span", { className: "job-message" });
+    const actions = h("div", { className: "job-actions" });
+    const alert = h("p", { className: "job-alert", role: "alert" });
+    const card = h(
+      "article",
+      { className: "job", "data-job-id": job.id, "aria-labelledby": titleId },
+      h("div", { className: "job-head" }, title, state),
+      created,
+      progress,
+      h("div", { className: "job-figures" }, percent, counts),
+      message,
+      actions,
+      alert,
+    );
+    return { card, title, state, created, progress, percent, counts, message, actions, alert,
+      cancel: null, result: null, error: null };
+  }
+
+  /** Bring one card in line with entry.job, touching only what changed. */
+  function renderJob(entry) {
+    const job = entry.job;
+    const n = entry.nodes;
+    const state = String(job.state || "pending");
+
+    n.card.dataset.state = state;
+    n.card.dataset.kind = String(job.kind || "");
+
+    let title = kindLabel(job.kind) + " · " + shortId(job.id);
+    if (uploadNames[job.id]) title += " · " + uploadNames[job.id];
+    setText(n.title, title);
+    setText(n.state, state);
+
+    if (job.created_at && n.created.getAttribute("datetime") !== job.created_at) {
+      n.created.setAttribute("datetime", job.created_at);
+      const date = new Date(job.created_at);
+      setText(n.created, Number.isNaN(date.getTime()) ? "" : "Created " + date.toLocaleString());
+    }
+
+    renderProgress(entry);
+    renderCancel(entry, state);
+    renderOutcome(entry, state);
+    setText(n.alert, entry.alert || "");
+    n.alert.hidden = !entry.alert;
+  }
+
+  function renderProgress(entry) {
+    const n = entry.nodes;
+    const progress = entry.job.progress || {};
+    let percent = isNumber(progress.percent) ? Math.max(0, Math.min(100, progress.percent)) : null;
+    // Never let the bar go backwards (and keep a known value if total becomes unknown).
+    if (entry.percent !== null && (percent === null || percent < entry.percent)) {
+      percent = entry.percent;
+    }
+    if (entry.job.state === "succeeded") percent = 100;
+    entry.percent = percent;
+
+    if (percent === null) {
+      if (n.progress.hasAttribute("value")) n.progress.removeAttribute("value");
+      setText(n.percent, "");
+    } else {
+      const value = String(Math.round(percent * 100) / 100);
+      if (n.progress.getAttribute("value") !== value) n.progress.setAttribute("value", value);
+      setText(n.percent, Math.floor(percent) + "%");
+    }
+
+    const current = progress.current;
+    const total = progress.total;
+    let counts = "";
+    if (isNumber(current) && isNumber(total)) counts = current + " / " + total;
+    else if (isNumber(current)) counts = String(current);
+    setText(n.counts, counts);
+    setText(n.message, progress.message || "");
+  }
+
+  function renderCancel(entry, state) {
+    const n = entry.nodes;
+    const showButton = CANCELLABLE_STATES.has(state) || state === "cancelling";
+    if (!showButton) {
+      if (n.cancel) {
+        const hadFocus = document.activeElement === n.cancel;
+        n.cancel.remove();
+        n.cancel = null;
+        if (hadFocus) {
+          n.card.setAttribute("tabindex", "-1");
+          n.card.focus();
+        }
+      }
+      return;
+    }
+    if (!n.cancel) {
+      n.cancel = h("button", { type: "button", className: "job-cancel" });
+      n.cancel.addEventListener("click", () => requestCancel(entry));
+      n.actions.append(n.cancel);
+    }
+    const cancelling = state === "cancelling" || entry.cancelRequested;
+    n.cancel.disabled = cancelling;
+    setText(n.cancel, cancelling ? "Cancelling…" : "Cancel");
+    n.cancel.setAttribute("aria-label",
+      (cancelling ? "Cancelling " : "Cancel ") + entry.job.kind + " job " + shortId(entry.job.id));
+  }
+
+  function requestCancel(entry) {
+    const id = entry.job.id;
+    const rid = send({ type: "job.cancel", job_id: id }, { what: "cancel", jobId: id });
+    if (rid === null) {
+      entry.alert = "Not connected: try again when the connection is back.";
+    } else {
+      entry.cancelRequested = true;
+      entry.alert = null;
+    }
+    renderJob(entry);
+  }
+
+  function renderOutcome(entry, state) {
+    const n = entry.nodes;
+    const job = entry.job;
+    if (state === "succeeded" && !entry.resultShown) {
+      entry.resultShown = true;
+      n.result = buildResult(job);
+      n.card.insertBefore(n.result, n.actions);
+    }
+    if (state === "failed") {
+      const text = job.error ? errorText(job.error) : "The job failed.";
+      if (!n.error) {
+        n.error = h("p", { className: "job-error", role: "alert" });
+        n.card.insertBefore(n.error, n.actions);
+      }
+      setText(n.error, text);
+    }
+  }
+
+  function errorText(error) {
+    if (typeof error === "string") return error;
+    if (error && typeof error.message === "string") return error.message;
+    try {
+      return JSON.stringify(error);
+    } catch (err) {
+      return String(error);
+    }
+  }
+
+  // ---------------------------------------------------------------- results
+
+  function buildResult(job) {
+    const box = h("div", { className: "job-result" });
+    const result = job.result;
+    if (job.kind === "csv_profile" && result && typeof result === "object" &&
+        Array.isArray(result.columns)) {
+      box.append(buildProfile(job, result));
+    } else if (result !== null && result !== undefined) {
+      let text;
+      try {
+        text = JSON.stringify(result, null, 2);
+      } catch (err) {
+        text = String(result);
+      }
+      box.append(h("pre", { className: "job-result-json", text }));
+    } else {
+      box.append(h("p", { className: "job-result-empty", text: "Done." }));
+    }
+    return box;
+  }
+
+  function first(obj, keys) {
+    for (const key of keys) {
+      if (obj[key] !== undefined && obj[key] !== null) return obj[key];
+    }
+    return null;
+  }
+
+  function profileSummary(result) {
+    const rows = first(result, ["rows", "row_count", "rows_total"]);
+    const bad = first(result, ["bad_rows", "bad_row_count", "bad_rows_count"]);
+    const bytes = first(result, ["bytes", "size", "bytes_read", "size_bytes"]);
+    const parts = [];
+    parts.push(isNumber(rows) ? plural(rows, "row") : "rows unknown");
+    parts.push(isNumber(bad) ? plural(bad, "bad row") : "bad rows unknown");
+    parts.push("delimiter " + describeDelimiter(result.delimiter));
+    parts.push("encoding " + (result.encoding ? String(result.encoding) : "unknown"));
+    parts.push(isNumber(bytes) ? formatBytes(bytes) + (bytes >= 1024 ? " (" + bytes + " bytes)" : "")
+      : "size unknown");
+    return parts.join(" · ");
+  }
+
+  function buildProfile(job, result) {
+    const frag = document.createDocumentFragment();
+    const headers = ["Column", "Type", "Non-null", "Nulls", "Distinct", "Min", "Max", "Mean"];
+    const numeric = [false, false, true, true, true, true, true, true];
+    // Explicit roles keep table semantics when the phone layout restyles rows as blocks.
+    const table = h(
+      "table",
+      { className: "profile-table", role: "table" },
+      h("caption", { text: profileSummary(result) }),
+      h("thead", { role: "rowgroup" }, h("tr", { role: "row" }, ...headers.map((text, i) =>
+        h("th", { scope: "col", role: "columnheader", className: numeric[i] ? "num" : null, text })))),
+    );
+    const body = h("tbody", { role: "rowgroup" });
+    for (const col of result.columns) {
+      const c = col && typeof col === "object" ? col : {};
+      const cells = [c.name, c.type, c.non_null, c.nulls, c.distinct, c.min, c.max, c.mean];
+      body.append(h("tr", { role: "row" }, ...cells.map((value, i) => {
+        const text = i < 2 ? (value === null || value === undefined ? "—" : String(value))
+          : formatNumber(value);
+        return h("td", { role: "cell", className: numeric[i] ? "num" : null, "data-label": headers[i], text });
+      })));
+    }
+    table.append(body);
+    frag.append(h("div", {
+      className: "table-wrap",
+      tabindex: "0",
+      role: "region",
+      "aria-label": "Profile of " + kindLabel(job.kind) + " " + shortId(job.id),
+    }, table));
+
+    const samples = Array.isArray(result.bad_row_samples) ? result.bad_row_samples : [];
+    if (samples.length > 0) {
+      const list = h("ul", { className: "bad-rows" });
+      for (const sample of samples) {
+        const s = sample && typeof sample === "object" ? sample : {};
+        list.append(h("li", null,
+          h("span", { className: "bad-row-line", text: "Line " + formatNumber(s.line) }),
+          ": ",
+          h("span", { className: "bad-row-reason", text: s.reason || "" })));
+      }
+      frag.append(h("p", { className: "bad-rows-heading", text: "Bad row samples" }), list);
+    }
+    return frag;
+  }
+
+  // ------------------------------------------------------------------ forms
+
+  /** Queue a job.start; sent now when connected, otherwise on the next open. */
+  function startJob(kind, params, source, fileName) {
+    const rid = nextRequestId();
+    const frame = { type: "job.start", kind, params, idempotency_key: newIdempotencyKey() };
+    requests.set(rid, { what: "start", source, fileName: fileName || null });
+    pendingStarts.set(rid, frame);
+    if (isOpen()) {
+      socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
+      return true;
+    }
+    return false;
+  }
+
+  function readInt(input) {
+    const raw = input ? input.value.trim() : "";
+    if (raw === "") return undefined;
+    const num = Number(raw);
+    // Anything else goes to the server as typed, so its invalid_params names the field.
+    return Number.isInteger(num) ? num : raw;
+  }
+
+  function onSimSubmit(event) {
+    event.preventDefault();
+    clearNotice();
+    markSimFields(null);
+    const params = {};
+    for (const [name, id] of Object.entries(SIM_FIELDS)) {
+      const value = readInt(document.getElementById(id));
+      if (value !== undefined) params[name] = value;
+    }
+    if (!startJob("simulated", params, "simulated")) {
+      showNotice("Not connected: the job will start when the connection is back.");
+    }
+  }
+
+  function setCsvBusy(busy) {
+    if (!el.csvStart) return;
+    el.csvStart.disabled = busy;
+    el.csvStart.textContent = busy ? "Uploading…" : "Upload and profile";
+  }
+
+  async function onCsvSubmit(event) {
+    event.preventDefault();
+    showCsvError("");
+    const file = el.csvFile && el.csvFile.files && el.csvFile.files[0];
+    if (!file) {
+      showCsvError("Choose a CSV file first.");
+      return;
+    }
+    if (config.uploadMaxBytes > 0 && file.size > config.uploadMaxBytes) {
+      showCsvError("“" + file.name + "” is " + formatBytes(file.size) +
+        "; the largest file you can upload is " + formatBytes(config.uploadMaxBytes) + ".");
+      return;
+    }
+    const body = new FormData();
+    body.append("file", file, file.name);
+    setCsvBusy(true);
+    let response;
+    try {
+      response = await fetch(config.uploadUrl, {
+        method: "POST",
+        body,
+        headers: { "X-CSRFToken": config.csrfToken },
+        credentials: "same-origin",
+      });
+    } catch (err) {
+      setCsvBusy(false);
+      showCsvError("Upload failed: the server could not be reached.");
+      return;
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    setCsvBusy(false);
+    if (response.status === 201 && data && data.upload_id !== undefined) {
+      const name = typeof data.name === "string" ? data.name : file.name;
+      if (!startJob("csv_profile", { upload_id: data.upload_id }, "csv", name)) {
+        showCsvError("Uploaded. Not connected: profiling starts when the connection is back.");
+      }
+      el.csvForm.reset();
+      return;
+    }
+    const status = response.status + (response.statusText ? " " + response.statusText : "");
+    const message = data && typeof data.message === "string" && data.message
+      ? data.message : "Upload failed: " + status + ".";
+    showCsvError(message, data && data.fields);
+  }
+
+  // ------------------------------------------------------------------- start
+
+  if (el.simForm) el.simForm.addEventListener("submit", onSimSubmit);
+  if (el.csvForm) el.csvForm.addEventListener("submit", onCsvSubmit);
+  if (el.empty) el.empty.hidden = jobs.size > 0;
+  setConn("connecting");
+  connect();
+})();

@@ -1,0 +1,234 @@
+"""The real stack for integration tests: every Procfile process, started from the Procfile.
+
+Each process runs the exact Procfile command (through ``sh -c``, as honcho runs it) with
+its own SQLite file, a Redis database of its own, free ports and a temporary media folder.
+Clients talk to it only over real sockets: HTTP, WebSocket, the Celery broker.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from proj.localredis import free_port, with_db
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Redis database of the integration stack (unit tests use REDIS_URL's, usually 15).
+STACK_REDIS_DB = 14
+READY_TIMEOUT_S = 60.0
+DEMO_PASSWORD = "integration-demo-password"
+OTHER_USER = ("mallory", "integration-mallory-password")
+UPLOAD_MAX_BYTES = 1024 * 1024
+
+
+def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    """``name → command`` of every Procfile line."""
+    commands = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+@dataclass
+class Stack:
+    """A running stack: its base URLs, its environment and its processes."""
+
+    workdir: Path
+    env: dict[str, str]
+    port: int
+    flower_port: int
+    redis_url: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: list[Any] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return self.http_url
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def start(self) -> None:
+        for name, command in procfile_commands().items():
+            log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+            self.logs.append(log)
+            self.processes[name] = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        app = Celery(broker=self.redis_url)
+        waiting = {"web", "flower", "workers"}
+        while waiting and time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            if "web" in waiting and http_status(f"{self.http_url}/accounts/login/") == 200:
+                waiting.discard("web")
+            if "flower" in waiting and http_status(f"http://127.0.0.1:{self.flower_port}/") == 401:
+                waiting.discard("flower")
+            if "workers" in waiting:
+                replies = app.control.ping(timeout=0.5) or []
+                names = {next(iter(r)).split("@")[0] for r in replies}
+                if {"jobs", "progress"} <= names:
+                    waiting.discard("workers")
+            time.sleep(0.2)
+        if waiting:
+            tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in self.processes)
+            raise RuntimeError(f"stack not ready after {READY_TIMEOUT_S} s: {sorted(waiting)}\n{tails}")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+def build_stack(base_redis_url: str) -> Stack:
+    """Prepare (database, users) and start every Procfile process."""
+    workdir = Path(tempfile.mkdtemp(prefix="jobs-stack-"))
+    port, flower_port = free_port(), free_port()
+    redis_url = with_db(base_redis_url, STACK_REDIS_DB)
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "integration-test-secret-key",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(workdir / "media"),
+        "PORT": str(port),
+        "FLOWER_PORT": str(flower_port),
+        "BIND_ADDRESS": "127.0.0.1",
+        "DEMO_USERNAME": "demo",
+        "DEMO_PASSWORD": DEMO_PASSWORD,
+        "UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+        "PROGRESS_POLL_INTERVAL_MS": "200",
+    }
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    stack = Stack(workdir=workdir, env=env, port=port, flower_port=flower_port, redis_url=redis_url)
+    stack.manage("migrate", "--noinput")
+    stack.manage("ensure_demo_user")
+    stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": OTHER_USER[0], "DEMO_PASSWORD": OTHER_USER[1]})
+    stack.start()
+    return stack
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    """Status of a GET (0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+class HttpSession:
+    """A logged-in browser-like HTTP session (cookies, CSRF) on the stack."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str:
+        return next((c.value for c in self.jar if c.name == name), "") or ""
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+    def login(self, username: str, password: str) -> HttpSession:
+        self.opener.open(f"{self.stack.http_url}/accounts/login/", timeout=10).read()
+        data = urllib.parse.urlencode(
+            {
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.cookie("csrftoken"),
+            }
+        ).encode()
+        self.opener.open(f"{self.stack.http_url}/accounts/login/", data=data, timeout=10).read()
+        assert self.cookie("sessionid"), f"login as {username} failed"
+        return self
+
+    def upload(self, name: str, content: bytes, *, csrf: bool = True) -> tuple[int, dict[str, Any]]:
+        boundary = uuid.uuid4().hex
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                "Content-Type: text/csv\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if csrf:
+            headers["X-CSRFToken"] = self.cookie("csrftoken")
+        request = urllib.request.Request(f"{self.stack.http_url}/uploads/", data=body, headers=headers)
+        try:
+            with self.opener.open(request, timeout=30) as resp:
+                return int(resp.status), json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), json.loads(exc.read())

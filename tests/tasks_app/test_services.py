@@ -1,0 +1,285 @@
+"""Services: the state machine, the poll chain's idempotency and the ordering of frames.
+
+Real broker (the test database of a real Redis), in-memory channel layer, SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from realtime import messaging
+from tasks_app import services
+from tasks_app.errors import InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
+from tasks_app.models import Job, JobState
+from tasks_app.progress import ProgressRecorder, read_recorded_progress
+
+pytestmark = pytest.mark.django_db
+
+LISTENER = "test.listener"
+
+
+def listen(layer: Any, job: Job) -> None:
+    async_to_sync(layer.group_add)(messaging.job_group(job.id), LISTENER)
+
+
+def frames(layer: Any) -> list[dict[str, Any]]:
+    queue = layer.channels.get(LISTENER)
+    out = []
+    while queue is not None and not queue.empty():
+        out.append(queue.get_nowait()[1])
+    return out
+
+
+def start_simulated(user: Any, **params: Any) -> Job:
+    return services.job_start(owner=user, kind="simulated", params=params)
+
+
+def run(job: Job) -> Job:
+    services.job_run(job_id=job.id)
+    job.refresh_from_db()
+    return job
+
+
+def age(job: Job, ms: int) -> None:
+    """Move the job's start ``ms`` milliseconds into the past (its clock-driven progress)."""
+    assert job.started_at is not None
+    Job.objects.filter(pk=job.pk).update(started_at=job.started_at - dt.timedelta(milliseconds=ms))
+    job.refresh_from_db()
+
+
+def test_start_creates_pending_job_and_dispatches_run_job_on_commit(
+    user, broker, memory_layer, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = start_simulated(user, step=5)
+    assert job.state == JobState.PENDING
+    assert job.seq == 1
+    assert job.params == {"step": 5, "interval_ms": 200}
+    queued = broker.queued("jobs")
+    assert [(t.name, t.args) for t in queued] == [("tasks_app.run_job", [str(job.id)])]
+
+
+def test_start_rejects_unknown_kind_and_bad_params_and_starts_nothing(user, broker, memory_layer):
+    with pytest.raises(UnknownKind, match="known kinds: csv_profile, simulated"):
+        services.job_start(owner=user, kind="nope", params={})
+    with pytest.raises(InvalidParams) as info:
+        services.job_start(owner=user, kind="simulated", params={"step": 0, "interval_ms": "x", "zzz": 1})
+    assert set(info.value.fields) == {"step", "interval_ms", "zzz"}
+    assert Job.objects.count() == 0
+    assert broker.queued("jobs") == []
+
+
+def test_idempotency_key_returns_the_same_job(user, memory_layer, broker):
+    first = services.job_start(owner=user, kind="simulated", params={}, idempotency_key="k1")
+    again = services.job_start(owner=user, kind="simulated", params={}, idempotency_key="k1")
+    assert again.id == first.id
+    with pytest.raises(InvalidParams) as info:
+        services.job_start(owner=user, kind="simulated", params={"step": 9}, idempotency_key="k1")
+    assert "idempotency_key" in info.value.fields
+    assert Job.objects.count() == 1
+
+
+def test_active_job_limit(user, settings, memory_layer, broker):
+    settings.JOBS_MAX_ACTIVE_PER_USER = 2
+    start_simulated(user)
+    start_simulated(user)
+    with pytest.raises(RateLimited, match="limit 2"):
+        start_simulated(user)
+
+
+def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memory_layer):
+    job = start_simulated(user)
+    listen(memory_layer, job)
+    job = run(job)
+    assert job.state == JobState.RUNNING
+    assert job.seq == 2
+    assert job.started_at is not None
+    sent = frames(memory_layer)
+    assert [(f["frame"], f["job"]["state"], f["job"]["seq"]) for f in sent] == [("job.progress", "running", 2)]
+    polls = broker.queued("progress")
+    assert [(t.name, t.args, t.countdown) for t in polls] == [("tasks_app.poll_job", [str(job.id), 0], True)]
+    # A redelivered run_job finds the job running and does nothing.
+    run(job)
+    assert frames(memory_layer) == []
+    assert len(broker.queued("progress")) == 1
+
+
+def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, broker, memory_layer):
+    job = run(start_simulated(user, step=10, interval_ms=1000))
+    listen(memory_layer, job)
+    services.job_poll(job_id=job.id, poll_seq=0)  # elapsed < 1 step: progress 0 → message changes
+    first = frames(memory_layer)
+    assert len(first) == 1
+    assert first[0]["job"]["progress"]["current"] == 0
+    services.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: nothing sent
+    assert frames(memory_layer) == []
+    age(job, 3500)
+    services.job_poll(job_id=job.id, poll_seq=0)  # stale: already claimed
+    services.job_poll(job_id=job.id, poll_seq=1)  # duplicate of a poll that ran
+    assert frames(memory_layer) == []
+    services.job_poll(job_id=job.id, poll_seq=2)
+    sent = frames(memory_layer)
+    assert [f["job"]["progress"]["current"] for f in sent] == [30]
+    assert sent[0]["job"]["progress"]["percent"] == 30.0
+    assert [t.args[1] for t in broker.queued("progress")] == [0, 1, 2, 3]
+
+
+def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
+    job = run(start_simulated(user, step=50, interval_ms=100))
+    listen(memory_layer, job)
+    age(job, 250)
+    services.job_poll(job_id=job.id, poll_seq=0)
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.result == {"steps": 2, "step": 50, "simulated_ms": 200}
+    assert job.progress_current == 100
+    assert job.finished_at is not None
+    sent = frames(memory_layer)
+    assert [(f["frame"], f["job"]["seq"]) for f in sent] == [("job.succeeded", 3)]
+    assert [t.args[1] for t in broker.queued("progress")] == [0]  # no poll 1
+    services.job_poll(job_id=job.id, poll_seq=1)
+    assert frames(memory_layer) == []
+
+
+def test_fail_at_ends_job_failed_with_message(user, broker, memory_layer):
+    job = run(start_simulated(user, step=10, interval_ms=100, fail_at=30))
+    age(job, 450)
+    services.job_poll(job_id=job.id, poll_seq=0)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.error == "simulated failure at 30% (fail_at=30)"
+    assert job.progress_current == 30
+
+
+def test_cancel_pending_job_is_final_at_once(user, memory_layer, broker):
+    job = start_simulated(user)
+    listen(memory_layer, job)
+    cancelled = services.job_cancel(owner=user, job_id=job.id)
+    assert cancelled.state == JobState.CANCELLED
+    assert [f["frame"] for f in frames(memory_layer)] == ["job.cancelled"]
+    run(job)  # run_job arriving later does nothing
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert broker.queued("progress") == []
+
+
+def test_cancel_running_job_goes_through_cancelling_then_poll_ends_it(user, broker, memory_layer):
+    job = run(start_simulated(user))
+    listen(memory_layer, job)
+    asked = services.job_cancel(owner=user, job_id=job.id)
+    assert asked.state == JobState.CANCELLING
+    services.job_poll(job_id=job.id, poll_seq=0)
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    sent = frames(memory_layer)
+    assert [(f["frame"], f["job"]["state"]) for f in sent] == [
+        ("job.progress", "cancelling"),
+        ("job.cancelled", "cancelled"),
+    ]
+    assert [f["job"]["seq"] for f in sent] == sorted(f["job"]["seq"] for f in sent)
+    with pytest.raises(NotCancellable):
+        services.job_cancel(owner=user, job_id=job.id)
+
+
+def test_cancel_of_another_users_job_is_not_found(user, other_user, memory_layer, broker):
+    job = start_simulated(user)
+    with pytest.raises(JobNotFound):
+        services.job_cancel(owner=other_user, job_id=job.id)
+    with pytest.raises(JobNotFound):
+        services.job_cancel(owner=user, job_id="not-a-uuid")
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING
+
+
+def test_work_outcome_after_cancel_request_ends_cancelled(user, memory_layer, broker):
+    job = run(start_simulated(user))
+    services.job_cancel(owner=user, job_id=job.id)
+    assert services.job_succeed(job_id=job.id, result={"x": 1}) is True
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert job.result is None
+    assert services.job_fail(job_id=job.id, error="late") is False
+
+
+def _upload(user: Any, name: str, content: bytes) -> Any:
+    return services.upload_create(owner=user, file=SimpleUploadedFile(name, content))
+
+
+def test_csv_profile_work_task_profiles_and_succeeds(user, broker, memory_layer):
+    from tasks_app.tasks import profile_csv_task
+
+    upload = _upload(user, "tiny.csv", b"a,b\n1,x\n2,\n3,y\n")
+    job = services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)})
+    job = run(job)
+    assert [t.name for t in broker.queued("jobs")] == ["tasks_app.profile_csv"]
+    listen(memory_layer, job)
+    summary = profile_csv_task(str(job.id))
+    assert summary == {"rows": 3, "bad_rows": 0, "columns": 2}
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.result is not None
+    assert job.result["file"] == "tiny.csv"
+    assert [c["nulls"] for c in job.result["columns"]] == [0, 1]
+    assert job.progress_current == job.progress_total == upload.size
+    assert [f["frame"] for f in frames(memory_layer)] == ["job.succeeded"]
+
+
+def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, memory_layer):
+    from tasks_app.tasks import profile_csv_task
+
+    upload = _upload(user, "image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
+    job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
+    profile_csv_task(str(job.id))
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.error.startswith("image.csv is not a CSV file we can read: binary content")
+    assert "Traceback" not in job.error
+
+
+def test_csv_profile_cancelled_mid_work_stops_cooperatively(
+    user, broker, memory_layer, django_capture_on_commit_callbacks
+):
+    from tasks_app.tasks import profile_csv_task
+
+    upload = _upload(user, "big.csv", b"n,s\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(40000)))
+    job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
+    services.job_cancel(owner=user, job_id=job.id)
+    assert profile_csv_task(str(job.id)) is None  # JobCancelled ended the work
+    recorded = read_recorded_progress(job.id)
+    assert recorded is not None
+    assert recorded.current < upload.size
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_poll(job_id=job.id, poll_seq=0)
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert read_recorded_progress(job.id) is None  # cleared on the final state
+
+
+def test_csv_profile_params_must_name_an_own_upload(user, other_user, memory_layer):
+    upload = _upload(other_user, "theirs.csv", b"a\n1\n")
+    with pytest.raises(InvalidParams) as info:
+        services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)})
+    assert info.value.fields == {"upload_id": ["no upload with this id; upload the file first"]}
+    with pytest.raises(InvalidParams) as info:
+        services.job_start(owner=user, kind="csv_profile", params={})
+    assert info.value.fields == {"upload_id": ["this parameter is required"]}
+
+
+def test_recorder_bounds_writes_however_often_it_is_called(user, memory_layer):
+    now = [0.0]
+    recorder = ProgressRecorder("00000000-0000-0000-0000-000000000001", min_interval_ms=100, clock=lambda: now[0])
+    for i in range(100_000):
+        now[0] = i * 0.0001  # 100,000 calls over 10 simulated seconds
+        recorder.set_progress(i, 100_000)
+    assert 99 <= recorder.writes <= 101  # the first, then one per 100 ms of the 10 s
+    before = recorder.writes
+    recorder.set_progress(100_000, 100_000)
+    assert recorder.writes == before + 1  # reaching the total always writes
+    recorded = read_recorded_progress("00000000-0000-0000-0000-000000000001")
+    assert recorded is not None
+    assert recorded.current == 100_000
