@@ -138,8 +138,8 @@ class Stack:
             log.close()
 
 
-def build_stack(base_redis_url: str) -> Stack:
-    """Prepare (database, users) and start every Procfile process."""
+def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) -> Stack:
+    """Prepare (database, users) and start every Procfile process (``extra_env`` overrides)."""
     workdir = Path(tempfile.mkdtemp(prefix="jobs-stack-"))
     port, flower_port = free_port(), free_port()
     redis_url = with_db(base_redis_url, STACK_REDIS_DB)
@@ -160,6 +160,7 @@ def build_stack(base_redis_url: str) -> Stack:
         "DEMO_PASSWORD": DEMO_PASSWORD,
         "UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
         "PROGRESS_POLL_INTERVAL_MS": "200",
+        **(extra_env or {}),
     }
     import redis
 
