@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 from celery import current_app
@@ -216,13 +217,9 @@ def _finish(job: Job, state: str) -> None:
     _publish(job)
 
 
-def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None) -> bool:
-    """Record the work's ``result`` (JSON-serialisable) and end the job ``succeeded``,
-    with its last ``progress`` when given.
-
-    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
-    left alone. Returns True when this call ended the job.
-    """
+def _end_by_work(job_id: uuid.UUID | str, state: str, record: Callable[[Job], None]) -> bool:
+    """End the job in ``state`` after ``record`` wrote the outcome on it (under the lock);
+    a cancel asked meanwhile wins, and a final job is left alone."""
     with transaction.atomic():
         job = _locked(job_id)
         if job is None or job.is_final:
@@ -230,11 +227,25 @@ def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | No
         if job.state == JobState.CANCELLING:
             _finish(job, JobState.CANCELLED)
             return True
+        record(job)
+        _finish(job, state)
+        return True
+
+
+def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None) -> bool:
+    """Record the work's ``result`` (JSON-serialisable) and end the job ``succeeded``,
+    with its last ``progress`` when given.
+
+    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
+    left alone. Returns True when this call ended the job.
+    """
+
+    def record(job: Job) -> None:
         job.result = result
         if progress is not None:
             _apply_progress(job, progress)
-        _finish(job, JobState.SUCCEEDED)
-        return True
+
+    return _end_by_work(job_id, JobState.SUCCEEDED, record)
 
 
 def job_fail(*, job_id: uuid.UUID | str, error: str) -> bool:
@@ -243,16 +254,11 @@ def job_fail(*, job_id: uuid.UUID | str, error: str) -> bool:
     A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
     left alone. Returns True when this call ended the job.
     """
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.is_final:
-            return False
-        if job.state == JobState.CANCELLING:
-            _finish(job, JobState.CANCELLED)
-            return True
+
+    def record(job: Job) -> None:
         job.error = error[:ERROR_MAX_CHARS]
-        _finish(job, JobState.FAILED)
-        return True
+
+    return _end_by_work(job_id, JobState.FAILED, record)
 
 
 def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:

@@ -11,6 +11,8 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import worker_init, worker_process_init
+from django.db import InterfaceError as DbInterfaceError
+from django.db import OperationalError as DbOperationalError
 from kombu.exceptions import OperationalError
 
 from realtime import messaging
@@ -23,9 +25,11 @@ from tasks_app.progress import JobCancelled, ProgressRecorder
 
 logger = logging.getLogger(__name__)
 
-#: Broker hiccups (Redis restarting) are retried with exponential backoff, seconds.
+#: Broker or database hiccups (Redis restarting, SQLite busy, a dropped PostgreSQL
+#: connection) are retried with exponential backoff, seconds: a poll that gave up would end
+#: its chain. Every task is idempotent, so a retry is safe.
 _RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, ConnectionError),
+    "autoretry_for": (OperationalError, ConnectionError, DbOperationalError, DbInterfaceError),
     "retry_backoff": 0.5,
     "retry_backoff_max": 30,
     "retry_jitter": True,

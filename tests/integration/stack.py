@@ -150,7 +150,8 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "integration-test-secret-key",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        # INTEGRATION_DATABASE_URL runs the stack on another database (e.g. PostgreSQL).
+        "DATABASE_URL": os.environ.get("INTEGRATION_DATABASE_URL") or f"sqlite:///{workdir / 'db.sqlite3'}",
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(workdir / "media"),
         "PORT": str(port),

@@ -90,3 +90,22 @@ def test_csv_upload_shows_the_profile_table(page: Any) -> None:
     assert "3,376" in table.locator("caption").inner_text() or "3376" in table.locator("caption").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-csv.png"), full_page=True)
+
+
+def test_reload_mid_job_resumes_from_the_current_state(page: Any) -> None:
+    page.fill("#sim-step", "5")
+    page.fill("#sim-interval", "300")
+    page.click("#sim-start")
+    page.wait_for_selector("article.job[data-kind=simulated][data-state=running]")
+    card = page.locator("article.job[data-kind=simulated]").first
+    job_id = card.get_attribute("data-job-id")
+    page.wait_for_function(
+        "id => Number(document.querySelector(`article.job[data-job-id='${id}'] progress`).value) >= 25", arg=job_id
+    )
+    page.reload()
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    same = page.locator(f"article.job[data-job-id='{job_id}']")
+    same.wait_for()
+    assert float(same.locator("progress").get_attribute("value") or 0) >= 25  # never back to 0
+    page.wait_for_selector(f"article.job[data-job-id='{job_id}'][data-state=succeeded]")
+    assert same.locator(".job-percent").inner_text().strip() == "100%"
