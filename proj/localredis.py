@@ -137,10 +137,9 @@ def ensure_redis(url: str) -> RedisHandle:
     if answers(url):
         return RedisHandle(url=url)
     parts = urlsplit(url)
-    db = int(parts.path.strip("/") or 0) if parts.path.strip("/").isdigit() else 0
+    path = parts.path.strip("/")
     logger.warning("no Redis answers at %s; starting an embedded redis-server", url)
-    handle = start_embedded(parts.port or 6379, db)
-    return handle
+    return start_embedded(parts.port or 6379, int(path) if path.isdigit() else 0)
 
 
 def with_db(url: str, db: int) -> str:

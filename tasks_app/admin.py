@@ -44,7 +44,6 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "started_at",
         "finished_at",
     )
-    exclude = ()
     actions = ("cancel_selected",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -57,8 +56,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Celery task results")
     def task_results(self, obj: Job) -> str:
-        ids = [i for i in (obj.celery_task_id, obj.work_task_id) if i]
-        if not ids:
+        if not (obj.celery_task_id or obj.work_task_id):
             return "—"
         url = reverse("admin:django_celery_results_taskresult_changelist")
         return format_html('<a href="{}?q={}">task results of this job</a>', url, str(obj.id))

@@ -25,6 +25,8 @@ class JobState(models.TextChoices):
 
 FINAL_STATES: frozenset[str] = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ACTIVE_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLING})
+#: Longest progress message kept, characters (longer ones are cut).
+PROGRESS_MESSAGE_MAX_CHARS = 200
 
 
 class Job(models.Model):
@@ -75,7 +77,7 @@ class Job(models.Model):
         help_text="Units in all; empty when unknown.",
     )
     progress_message = models.CharField(
-        max_length=200,
+        max_length=PROGRESS_MESSAGE_MAX_CHARS,
         blank=True,
         default="",
         verbose_name="progress message",

@@ -21,6 +21,7 @@ from typing import Any, Final
 from django.core.cache import BaseCache, caches
 
 from tasks_app.kinds.base import Progress
+from tasks_app.models import PROGRESS_MESSAGE_MAX_CHARS
 
 #: Alias of the Django cache shared by every process (Redis in every real deployment).
 CACHE_ALIAS: Final = "progress"
@@ -90,7 +91,11 @@ class ProgressRecorder:
             return
         self._last_write = now
         self.writes += 1
-        value: dict[str, Any] = {"current": int(current), "total": total, "message": message[:200]}
+        value: dict[str, Any] = {
+            "current": int(current),
+            "total": total,
+            "message": message[:PROGRESS_MESSAGE_MAX_CHARS],
+        }
         cache = _cache()
         cache.set(_progress_key(self.job_id), value, TTL_S)
         if self.cancelled:

@@ -11,9 +11,6 @@ from django.db.models import QuerySet
 from tasks_app.errors import JobNotFound
 from tasks_app.models import Job
 
-LIST_LIMIT_DEFAULT = 20
-LIST_LIMIT_MAX = 100
-
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
@@ -53,16 +50,16 @@ def jobs_of(owner: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
     return Job.objects.filter(owner_id=owner.pk).order_by("-created_at")
 
 
-def job_get(*, owner: AbstractBaseUser | AnonymousUser, job_id: uuid.UUID | str) -> Job:
-    """The owner's job with this id; raises :class:`JobNotFound` (also for others' jobs
-    and for ids that are not UUIDs)."""
+def job_get(*, owner: AbstractBaseUser | AnonymousUser, job_id: uuid.UUID | str, for_update: bool = False) -> Job:
+    """The owner's job with this id, row-locked when ``for_update`` (inside a transaction);
+    raises :class:`JobNotFound` (also for others' jobs and for ids that are not UUIDs)."""
+    jobs = jobs_of(owner).select_for_update() if for_update else jobs_of(owner)
     try:
-        return jobs_of(owner).get(id=uuid.UUID(str(job_id)))
+        return jobs.get(id=uuid.UUID(str(job_id)))
     except (ValueError, Job.DoesNotExist):
         raise JobNotFound(job_id) from None
 
 
-def job_list(*, owner: AbstractBaseUser | AnonymousUser, limit: int = LIST_LIMIT_DEFAULT) -> list[Job]:
-    """The owner's ``limit`` newest jobs (1 ≤ limit ≤ 100), newest first."""
-    assert 1 <= limit <= LIST_LIMIT_MAX, "callers validate limit"
+def job_list(*, owner: AbstractBaseUser | AnonymousUser, limit: int) -> list[Job]:
+    """The owner's ``limit`` newest jobs, newest first (callers bound ``limit``)."""
     return list(jobs_of(owner)[:limit])

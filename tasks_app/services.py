@@ -30,7 +30,7 @@ from realtime import messaging
 from tasks_app.errors import InvalidParams, NotCancellable, RateLimited
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.base import Progress
-from tasks_app.models import ACTIVE_STATES, FINAL_STATES, Job, JobState, Upload
+from tasks_app.models import ACTIVE_STATES, FINAL_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
 from tasks_app.selectors import job_get, job_snapshot
 
@@ -164,11 +164,11 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
             return
         job = _locked(job_id)
         assert job is not None
-        kind = get_kind(job.kind)
         if job.state == JobState.CANCELLING:
-            kind.cancel(job)
+            # job_cancel already asked the kind to stop its work.
             _finish(job, JobState.CANCELLED)
             return
+        kind = get_kind(job.kind)
         now = timezone.now()
         reading = kind.read(job, now)
         changed = reading.progress is not None and _apply_progress(job, reading.progress)
@@ -194,7 +194,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
 
 
 def _apply_progress(job: Job, progress: Progress) -> bool:
-    new = (progress.current, progress.total, progress.message[:200])
+    new = (progress.current, progress.total, progress.message[:PROGRESS_MESSAGE_MAX_CHARS])
     if new == (job.progress_current, job.progress_total, job.progress_message):
         return False
     job.progress_current, job.progress_total, job.progress_message = new
@@ -269,10 +269,8 @@ def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
     ``cancelling`` → unchanged. Raises ``JobNotFound`` (unknown or another user's job) or
     ``NotCancellable`` (already succeeded, failed or cancelled).
     """
-    job_get(owner=owner, job_id=job_id)
     with transaction.atomic():
-        job = _locked(job_id)
-        assert job is not None
+        job = job_get(owner=owner, job_id=job_id, for_update=True)
         if job.is_final:
             raise NotCancellable(f"job {job.id} already {job.state}; it cannot be cancelled")
         if job.state == JobState.PENDING:

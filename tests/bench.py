@@ -14,43 +14,33 @@ Nothing here asserts a time: tests assert behaviour, this prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
+import psutil
 import redis
 
 from proj.localredis import ensure_redis
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack
-from tests.integration.test_stack import AIRPORTS
 from tests.integration.wsclient import JobsClient
+from tests.realdata import AIRPORTS
 
 CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children, MiB (Linux /proc)."""
+    """Resident memory of a process and all its descendants, MiB."""
+    root = psutil.Process(pid)
     total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in list(pids):
-        grand = Path(f"/proc/{p}/task/{p}/children")
-        if p != pid and grand.exists():
-            pids += [int(c) for c in grand.read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / (1024 * 1024)
 
 
 async def one_simulated(session: HttpSession) -> tuple[float, int]:

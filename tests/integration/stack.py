@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
 from proj.localredis import free_port, with_db
@@ -163,8 +164,6 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
         "PROGRESS_POLL_INTERVAL_MS": "200",
         **(extra_env or {}),
     }
-    import redis
-
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()

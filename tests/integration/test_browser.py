@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.stack import DEMO_PASSWORD, ROOT, Stack
-from tests.integration.test_stack import AIRPORTS
+from tests.realdata import AIRPORTS
 
 pytestmark = pytest.mark.browser
 

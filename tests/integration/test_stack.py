@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.resources
 import json
 import time
 import urllib.request
@@ -21,11 +20,9 @@ from websockets.exceptions import InvalidStatus
 
 from tests.integration.stack import UPLOAD_MAX_BYTES, HttpSession, Stack, http_status
 from tests.integration.wsclient import JobsClient
+from tests.realdata import AIRPORTS, PENGUINS_RAW
 
 pytestmark = pytest.mark.integration
-
-AIRPORTS = Path(str(importlib.resources.files("vega_datasets") / "_data" / "airports.csv"))
-PENGUINS_RAW = Path(str(importlib.resources.files("palmerpenguins") / "data" / "penguins-raw.csv"))
 
 
 def assert_seq_rises(frames: list[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 import redis
-from channels.layers import channel_layers
+from channels.layers import BaseChannelLayer, channel_layers
 
 from realtime import messaging
 
@@ -17,8 +17,6 @@ def test_group_name_is_valid_and_stable():
     group = messaging.job_group(job_id)
     assert group == messaging.job_group(str(job_id).upper())
     assert group == f"job.{job_id.hex}"
-    from channels.layers import BaseChannelLayer
-
     assert BaseChannelLayer().require_valid_group_name(group)
 
 

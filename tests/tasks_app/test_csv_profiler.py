@@ -7,7 +7,6 @@ independent computation with pandas.read_csv using its default options.
 
 from __future__ import annotations
 
-import importlib.resources
 import io
 import json
 import math
@@ -24,19 +23,14 @@ from tasks_app.csv_profiler import (
     NotCSVError,
     profile_csv,
 )
+from tests.realdata import real_csv
 
 REAL_FILES = [
     ("vega_datasets", "_data/airports.csv"),
     ("vega_datasets", "_data/seattle-weather.csv"),
     ("palmerpenguins", "data/penguins-raw.csv"),
 ]
-
-
-def _real_path(package: str, relpath: str) -> Path:
-    resource = importlib.resources.files(package).joinpath(*relpath.split("/"))
-    path = Path(str(resource))
-    assert path.is_file(), f"{package} does not ship {relpath}"
-    return path
+_real_path = real_csv  # shared with the integration tests (tests/realdata.py)
 
 
 def _profile_path(path: Path, **kwargs: Any) -> dict[str, Any]:
