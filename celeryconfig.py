@@ -36,9 +36,10 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 task_default_queue = QUEUE_JOBS
+# Work tasks of job kinds (``tasks_app.kind.<name>``) are sent to the queue their kind names
+# (``job_kind(queue=...)``, default ``jobs``) by ``services.job_run``.
 task_routes = {
     "tasks_app.run_job": {"queue": QUEUE_JOBS},
-    "tasks_app.profile_csv": {"queue": QUEUE_JOBS},
     "tasks_app.poll_job": {"queue": QUEUE_PROGRESS},
 }
 

@@ -7,6 +7,7 @@ module reads; the README documents each one and a test keeps the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_celery_results",
+    "ninja",  # the API docs page's Swagger UI, served locally
     "tasks_app",
     "realtime",
 ]
@@ -181,6 +183,41 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 PROGRESS_POLL_INTERVAL_MS = _env_int("PROGRESS_POLL_INTERVAL_MS", 200, minimum=10)
 #: Redis broker visibility timeout, seconds: a task unacknowledged this long is redelivered.
 CELERY_VISIBILITY_TIMEOUT_S = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+
+#: Port of the demo remote service (``make run``'s ``demo-service`` process) and the URL the
+#: workers reach it at; with DEMO_SERVICE_TOKEN set it requires ``Authorization: Bearer``.
+DEMO_SERVICE_PORT = _env_int("DEMO_SERVICE_PORT", 8001, minimum=1)
+DEMO_SERVICE_URL = _env("DEMO_SERVICE_URL", "http://127.0.0.1:${DEMO_SERVICE_PORT}").replace(
+    "${DEMO_SERVICE_PORT}", str(DEMO_SERVICE_PORT)
+)
+DEMO_SERVICE_TOKEN = _env("DEMO_SERVICE_TOKEN")
+
+
+def _remote_services(raw: str) -> dict[str, dict[str, Any]]:
+    """External services of the ``remote`` job kind, by name: the built-in ``demo`` entry,
+    updated by the JSON object ``raw`` (``REMOTE_SERVICES``) of ``name → {"base_url": ...,
+    "timeout_s", "headers", "max_attempts", "deadline_s", "poll_interval_ms",
+    "backoff_base_ms", "backoff_max_ms"}`` (README "Remote jobs")."""
+    demo: dict[str, Any] = {"base_url": DEMO_SERVICE_URL}
+    if DEMO_SERVICE_TOKEN:
+        demo["headers"] = {"Authorization": f"Bearer {DEMO_SERVICE_TOKEN}"}
+    services: dict[str, dict[str, Any]] = {"demo": demo}
+    if not raw.strip():
+        return services
+    try:
+        extra = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"REMOTE_SERVICES is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise ImproperlyConfigured('REMOTE_SERVICES must be a JSON object: {"name": {"base_url": ...}}')
+    for name, config in extra.items():
+        if not isinstance(config, dict) or not str(config.get("base_url", "")).startswith(("http://", "https://")):
+            raise ImproperlyConfigured(f"REMOTE_SERVICES[{name!r}] needs a base_url starting with http:// or https://")
+        services[name] = config
+    return services
+
+
+REMOTE_SERVICES = _remote_services(_env("REMOTE_SERVICES"))
 
 #: WebSocket limits: a frame over this many bytes closes the socket (4400); a client may
 #: send RATE_BURST frames at once and RATE_PER_S frames a second after that.

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class TasksAppConfig(AppConfig):
@@ -6,3 +7,10 @@ class TasksAppConfig(AppConfig):
 
     name = "tasks_app"
     verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        """Register every job kind in every process (web, workers, commands): the built-in
+        kinds, and each installed app's ``jobkinds`` module (README "Add your own job kind")."""
+        import tasks_app.kinds  # noqa: F401 - built-in kinds register on import
+
+        autodiscover_modules("jobkinds")

@@ -95,6 +95,18 @@ class Job(models.Model):
         verbose_name="poll sequence",
         help_text="Number of the poll the chain expects next; stale or duplicate polls do nothing.",
     )
+    kind_state = models.JSONField(
+        default=dict,
+        blank=True,
+        verbose_name="kind state",
+        help_text="State the job's kind keeps between polls (e.g. the remote job id, retry counters).",
+    )
+    progress_samples = models.JSONField(
+        default=list,
+        blank=True,
+        verbose_name="progress samples",
+        help_text="Recent [seconds since start, current] pairs; the rate and ETA are computed from them.",
+    )
     celery_task_id = models.CharField(
         max_length=255,
         blank=True,
@@ -142,6 +154,48 @@ class Job(models.Model):
     def is_final(self) -> bool:
         """True once the job has succeeded, failed or been cancelled."""
         return self.state in FINAL_STATES
+
+
+class ApiToken(models.Model):
+    """A per-user token for scripts using the HTTP API (``Authorization: Bearer <token>``).
+
+    Only the SHA-256 hex digest of the token is stored; the token itself is shown once, when
+    it is created (``tasks_app.tokens.api_token_create``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name="user",
+        help_text="The user the token acts as.",
+    )
+    name = models.CharField(max_length=100, blank=True, default="", verbose_name="name", help_text="What it is for.")
+    key_hash = models.CharField(
+        max_length=64,
+        unique=True,
+        editable=False,
+        verbose_name="key hash",
+        help_text="SHA-256 hex digest of the token.",
+    )
+    prefix = models.CharField(
+        max_length=12,
+        editable=False,
+        verbose_name="prefix",
+        help_text="First characters of the token, to recognise it.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name="created at", help_text="When it was made.")
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="last used at", help_text="When a request last carried it."
+    )
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
 
 
 def upload_path(instance: Upload, filename: str) -> str:

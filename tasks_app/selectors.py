@@ -6,10 +6,12 @@ import uuid
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from tasks_app.errors import JobNotFound
-from tasks_app.models import Job
+from tasks_app.models import ACTIVE_STATES, Job, JobState
+from tasks_app.rate import eta_seconds, progress_rate
 
 
 def _iso(value: Any) -> str | None:
@@ -23,8 +25,30 @@ def percent_of(current: int, total: int | None) -> float | None:
     return round(min(100.0, max(0.0, current * 100.0 / total)), 1)
 
 
+def job_rate(job: Job) -> tuple[float | None, float | None]:
+    """``(rate, eta_seconds)`` of the job: units per second and seconds left
+    (``tasks_app.rate``). A final job gets its average rate over the run, and no ETA
+    (0 when it succeeded)."""
+    if job.is_final:
+        rate = None
+        if job.started_at is not None and job.finished_at is not None:
+            run_s = (job.finished_at - job.started_at).total_seconds()
+            rate = round(job.progress_current / run_s, 3) if run_s > 0 and job.progress_current else None
+        return rate, (0.0 if job.state == JobState.SUCCEEDED else None)
+    rate = progress_rate(job.progress_samples or [])
+    return rate, eta_seconds(job.progress_current, job.progress_total, rate)
+
+
 def job_snapshot(job: Job) -> dict[str, Any]:
-    """The job object every job-bearing frame carries (JSON- and msgpack-serialisable)."""
+    """The job object every job-bearing frame carries (JSON- and msgpack-serialisable).
+
+    Shape (DESIGN.md "WebSocket protocol", README "Protocol"): ``id``, ``kind``, ``state``,
+    ``params``, ``progress`` {``current``, ``total``, ``percent``, ``message``, ``rate``
+    (units/s or null), ``eta_seconds`` (or null)}, ``retrying`` (null, or {``attempt``,
+    ``max_attempts``, ``next_attempt_in_s``, ``reason``}), ``result``, ``error``, ``seq``
+    and the ISO-8601 times ``created_at``, ``started_at``, ``finished_at``.
+    """
+    rate, eta = job_rate(job)
     return {
         "id": str(job.id),
         "kind": job.kind,
@@ -35,7 +59,10 @@ def job_snapshot(job: Job) -> dict[str, Any]:
             "total": job.progress_total,
             "percent": percent_of(job.progress_current, job.progress_total),
             "message": job.progress_message,
+            "rate": rate,
+            "eta_seconds": eta,
         },
+        "retrying": job.kind_state.get("retrying"),
         "result": job.result,
         "error": job.error or None,
         "seq": job.seq,
@@ -63,3 +90,15 @@ def job_get(*, owner: AbstractBaseUser | AnonymousUser, job_id: uuid.UUID | str,
 def job_list(*, owner: AbstractBaseUser | AnonymousUser, limit: int) -> list[Job]:
     """The owner's ``limit`` newest jobs, newest first (callers bound ``limit``)."""
     return list(jobs_of(owner)[:limit])
+
+
+def job_dashboard_page(*, owner: AbstractBaseUser | AnonymousUser, page: int | str | None, per_page: int) -> Page[Job]:
+    """One page (``per_page`` jobs) of the owner's dashboard: active jobs (pending, running,
+    cancelling) first, then finished ones; newest first within each group.
+
+    ``page`` is 1-based as it comes from ``?page=``: a missing or malformed number gives the
+    first page, one past the end the last page (``Paginator.get_page``), so it never raises.
+    """
+    rank = Case(When(state__in=ACTIVE_STATES, then=Value(0)), default=Value(1), output_field=IntegerField())
+    ordered = jobs_of(owner).order_by(rank.asc(), "-created_at", "-pk")
+    return Paginator(ordered, per_page).get_page(page)

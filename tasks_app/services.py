@@ -29,9 +29,10 @@ from django.utils import timezone
 from realtime import messaging
 from tasks_app.errors import InvalidParams, NotCancellable, RateLimited
 from tasks_app.kinds import get_kind
-from tasks_app.kinds.base import Progress
+from tasks_app.kinds.base import Progress, Reading
 from tasks_app.models import ACTIVE_STATES, FINAL_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
+from tasks_app.rate import add_sample
 from tasks_app.selectors import job_get, job_snapshot
 
 logger = logging.getLogger(__name__)
@@ -125,9 +126,10 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
         job.state = JobState.RUNNING
         job.started_at = now
         job.progress_message = "started"
+        job.progress_samples = [[0.0, job.progress_current]]
         if kind.work_task:
             job.work_task_id = str(uuid.uuid4())
-            current_app.send_task(kind.work_task, args=[str(job.id)], task_id=job.work_task_id)
+            current_app.send_task(kind.work_task, args=[str(job.id)], task_id=job.work_task_id, queue=kind.queue)
         job.seq += 1
         job.poll_seq = 0
         job.save(
@@ -135,6 +137,7 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
                 "state",
                 "started_at",
                 "progress_message",
+                "progress_samples",
                 "work_task_id",
                 "seq",
                 "poll_seq",
@@ -149,29 +152,42 @@ def _schedule_poll(job: Job, poll_seq: int, countdown_ms: int) -> None:
 
 
 def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
-    """One poll of the chain (task ``poll_job``): read, save and send what changed, end the
-    job when its work ended or a cancel was asked, else schedule poll ``poll_seq + 1``.
+    """One poll of the chain (task ``poll_job``): observe the work, then read, save and send
+    what changed, end the job when its work ended or a cancel was confirmed, else schedule
+    poll ``poll_seq + 1``.
 
-    A stale or duplicate poll (``poll_seq`` no longer the expected one), or a poll of a
-    final job, does nothing. Sends nothing when nothing changed.
+    The kind's ``observe`` hook runs first, outside any transaction, so a network call (the
+    ``remote`` kind) never holds the row lock. A stale or duplicate poll (``poll_seq`` no
+    longer the expected one), or a poll of a final job, does nothing. Sends nothing when
+    nothing visible changed.
     """
+    seen = Job.objects.filter(pk=job_id).first()
+    if seen is None or seen.poll_seq != poll_seq or seen.state not in (JobState.RUNNING, JobState.CANCELLING):
+        logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, job_id)
+        return
+    kind = get_kind(seen.kind)
+    observation = kind.observe(seen, timezone.now())
     with transaction.atomic():
         claimed = Job.objects.filter(
             pk=job_id, poll_seq=poll_seq, state__in=[JobState.RUNNING, JobState.CANCELLING]
         ).update(poll_seq=poll_seq + 1)
         if not claimed:
-            logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, job_id)
+            logger.debug("poll %s of job %s lost the claim; chain stops", poll_seq, job_id)
             return
         job = _locked(job_id)
         assert job is not None
-        if job.state == JobState.CANCELLING:
-            # job_cancel already asked the kind to stop its work.
-            _finish(job, JobState.CANCELLED)
-            return
-        kind = get_kind(job.kind)
         now = timezone.now()
-        reading = kind.read(job, now)
+        if job.state == JobState.CANCELLING:
+            # job_cancel already asked the kind to stop its work; a kind that stops its work
+            # from the poll (remote: DELETE) confirms here once it did.
+            if seen.state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
+                _finish(job, JobState.CANCELLED)
+            else:
+                _schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
+            return
+        reading = kind.read(job, now, observation)
         changed = reading.progress is not None and _apply_progress(job, reading.progress)
+        changed = _apply_kind_state(job, reading) or changed
         if reading.succeeded:
             job.result = reading.result
             _finish(job, JobState.SUCCEEDED)
@@ -181,22 +197,39 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
         else:
             if changed:
                 job.seq += 1
-                job.save(
-                    update_fields=[
-                        "progress_current",
-                        "progress_total",
-                        "progress_message",
-                        "seq",
-                    ]
-                )
+                job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq"])
                 _publish(job)
+            elif reading.kind_state is not None:
+                job.save(update_fields=["kind_state"])
             _schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
+
+
+#: Fields a progress change writes.
+_PROGRESS_FIELDS: Final = ("progress_current", "progress_total", "progress_message", "progress_samples")
+
+
+def _apply_kind_state(job: Job, reading: Reading) -> bool:
+    """Store the reading's kind state and retry notice on the job; True when the retry
+    notice (which viewers see) changed."""
+    if reading.kind_state is None and reading.retrying is None and "retrying" not in job.kind_state:
+        return False
+    state = dict(job.kind_state if reading.kind_state is None else reading.kind_state)
+    before = job.kind_state.get("retrying")
+    if reading.retrying is None:
+        state.pop("retrying", None)
+    else:
+        state["retrying"] = reading.retrying
+    job.kind_state = state
+    return bool(state.get("retrying") != before)
 
 
 def _apply_progress(job: Job, progress: Progress) -> bool:
     new = (progress.current, progress.total, progress.message[:PROGRESS_MESSAGE_MAX_CHARS])
     if new == (job.progress_current, job.progress_total, job.progress_message):
         return False
+    if new[0] != job.progress_current and job.started_at is not None:
+        elapsed_s = (timezone.now() - job.started_at).total_seconds()
+        job.progress_samples = add_sample(list(job.progress_samples or []), elapsed_s, new[0])
     job.progress_current, job.progress_total, job.progress_message = new
     return True
 
@@ -210,6 +243,7 @@ def _finish(job: Job, state: str) -> None:
         job.progress_current = job.progress_total
     if state == JobState.CANCELLED:
         job.progress_message = "cancelled"
+    job.kind_state = {k: v for k, v in job.kind_state.items() if k != "retrying"}
     job.seq += 1
     job.save()
     transaction.on_commit(lambda: clear_recorded(job.id))

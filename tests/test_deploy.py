@@ -14,7 +14,7 @@ import celeryconfig
 from tests.integration.stack import procfile_commands
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES = {"web", "worker-jobs", "worker-progress", "flower"}
+PROCESSES = {"web", "worker-jobs", "worker-progress", "flower", "demo-service"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_procfile_has_every_process_with_the_design_commands():
     assert "proj.asgi:application" in commands["web"]
     assert "-Q jobs " in commands["worker-jobs"]
     assert "-Q progress " in commands["worker-progress"]
-    assert "--basic-auth=" in commands["flower"]
+    assert 'FLOWER_BASIC_AUTH="${DEMO_USERNAME:-demo}:${DEMO_PASSWORD:-demo}"' in commands["flower"]
     assert "--address=${BIND_ADDRESS:-127.0.0.1}" in commands["flower"]
 
 

@@ -1,22 +1,39 @@
-"""Registry of job kinds: ``name`` → :class:`~tasks_app.kinds.base.JobKind`.
+"""Job kinds, and the public API to add your own.
 
-To add a kind, write a module beside these with a ``JobKind`` subclass and add its
-instance to ``REGISTRY`` (README "Add a job kind").
+- :func:`job_kind` (decorator), :class:`JobFailed`, :class:`StrictParams`: a kind whose
+  work is a Celery task reporting through a :class:`ProgressRecorder` (README "Add your
+  own job kind").
+- :class:`JobKind`: the base class, for kinds driven by the poll chain itself
+  (``simulated``, ``remote``).
+- :func:`get_kind`, :data:`REGISTRY`: lookup by name.
+
+Built-in kinds: ``simulated``, ``csv_profile``, ``remote``. Apps add theirs in a module
+called ``jobkinds`` (imported at start-up by ``TasksAppConfig.ready``).
 """
 
 from __future__ import annotations
 
-from tasks_app.errors import UnknownKind
-from tasks_app.kinds import csv_profile, simulated
-from tasks_app.kinds.base import JobKind
+# Built-in kinds register themselves on import.
+from tasks_app.kinds import csv_profile, remote, simulated
+from tasks_app.kinds.base import JobKind, Progress, Reading, StrictParams
+from tasks_app.kinds.registry import REGISTRY, get_kind, register
+from tasks_app.kinds.task_kind import JobFailed, TaskKind, job_kind
+from tasks_app.progress import JobCancelled, ProgressRecorder
 
-REGISTRY: dict[str, JobKind] = {k.name: k for k in (simulated.KIND, csv_profile.KIND)}
-
-
-def get_kind(name: str) -> JobKind:
-    """The registered kind called ``name``; raises :class:`UnknownKind` otherwise."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise UnknownKind(f"unknown job kind {name!r}; known kinds: {known}") from None
+__all__ = [
+    "REGISTRY",
+    "JobCancelled",
+    "JobFailed",
+    "JobKind",
+    "Progress",
+    "ProgressRecorder",
+    "Reading",
+    "StrictParams",
+    "TaskKind",
+    "csv_profile",
+    "get_kind",
+    "job_kind",
+    "register",
+    "remote",
+    "simulated",
+]

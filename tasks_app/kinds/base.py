@@ -1,123 +1,134 @@
 """What a job kind is: a parameter schema, and how to start, read and cancel its work.
 
-A kind is a module under ``tasks_app/kinds/`` holding one :class:`JobKind` subclass
-instance, registered in ``tasks_app.kinds.REGISTRY``. Services call these hooks, always
-inside the job's transaction; a hook never changes the job's state itself.
+A kind is a :class:`JobKind` subclass instance registered in ``tasks_app.kinds.REGISTRY``
+(built-in kinds live under ``tasks_app/kinds/``; kinds whose work is a Celery task are
+made with the ``tasks_app.kinds.job_kind`` decorator). Services call these hooks; a hook
+never changes the job's state itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasks_app.errors import InvalidParams
+from tasks_app.progress import Progress
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from tasks_app.models import Job
 
+M = TypeVar("M", bound=BaseModel)
 
-@dataclass(frozen=True)
-class Progress:
-    """A progress reading: ``current`` of ``total`` units (``total`` None when unknown)."""
-
-    current: int
-    total: int | None
-    message: str = ""
+__all__ = ["JobKind", "Progress", "Reading", "StrictParams", "validate_params"]
 
 
 @dataclass(frozen=True)
 class Reading:
     """What one poll learned: the latest progress (None: nothing recorded yet) and,
-    when the work ended, its result (``succeeded``) or its error (``failed``)."""
+    when the work ended, its result (``succeeded``) or its error (``failed``).
+
+    ``kind_state`` (None: unchanged) replaces ``Job.kind_state``. ``retrying`` (None: not
+    retrying) tells viewers that the work could not be reached and when the next attempt
+    is: ``{"attempt": int, "max_attempts": int, "next_attempt_in_s": float, "reason": str}``.
+    """
 
     progress: Progress | None
     succeeded: bool = False
     failed: bool = False
     result: Any = None
     error: str = ""
+    kind_state: dict[str, Any] | None = None
+    retrying: dict[str, Any] | None = None
 
 
 class JobKind:
-    """Base class of job kinds. Subclasses set ``name`` and override the hooks they need."""
+    """Base class of job kinds. Subclasses set ``name`` and ``params_model`` and override the
+    hooks they need.
+
+    Hook order in one poll (``tasks_app.services.job_poll``): :meth:`observe` first, outside
+    any transaction (it may wait on the network), then, under the job's row lock,
+    :meth:`read` (running jobs) or :meth:`cancel_confirmed` (jobs being cancelled), then
+    :meth:`next_poll_in_ms`.
+    """
 
     #: Name clients use in ``job.start`` (``kind``).
     name: ClassVar[str] = ""
-    #: Celery task name of the work task to dispatch on queue ``jobs`` at start, if any.
+    #: The parameter schema: a pydantic model; :meth:`validate` checks ``params`` with it.
+    params_model: ClassVar[type[BaseModel]]
+    #: Celery task name of the work task to dispatch at start, if any.
     #: The task receives ``(job_id: str)`` and reports through a ``ProgressRecorder``.
     work_task: ClassVar[str | None] = None
+    #: Celery queue of the work task.
+    queue: ClassVar[str] = "jobs"
 
     def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
-        """Return the cleaned parameters or raise :class:`InvalidParams` with field messages."""
-        raise NotImplementedError
+        """Return the cleaned parameters (JSON-serialisable) or raise :class:`InvalidParams`.
 
-    def read(self, job: Job, now: dt.datetime) -> Reading:
+        The default validates with ``params_model`` (validation context ``{"owner": owner}``,
+        for checks that depend on the user) and returns its JSON dump without unset optional
+        fields.
+        """
+        model = validate_params(self.params_model, params, owner=owner)
+        return model.model_dump(mode="json", exclude_none=True)
+
+    def observe(self, job: Job, now: dt.datetime) -> Any:
+        """Look at the work from outside the database transaction (network calls go here);
+        the returned value reaches :meth:`read` or :meth:`cancel_confirmed` of the same poll.
+        Called for ``running`` and ``cancelling`` jobs. The default observes nothing."""
+        return None
+
+    def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
         """Read the job's progress at ``now``; called by every poll of a running job."""
         raise NotImplementedError
 
     def cancel(self, job: Job) -> None:
-        """Ask the work to stop (idempotent). The default has no work to stop."""
+        """Ask the work to stop (idempotent, quick, no network waits: it runs under the row
+        lock of ``job_cancel``). The default has no work to stop."""
+
+    def cancel_confirmed(self, job: Job, observation: Any) -> bool:
+        """True when a ``cancelling`` job may end ``cancelled`` now; False polls again.
+        The default confirms at once."""
+        return True
 
     def next_poll_in_ms(self, job: Job, now: dt.datetime) -> int:
         """Countdown to the next poll, in milliseconds (default ``PROGRESS_POLL_INTERVAL_MS``)."""
         return int(settings.PROGRESS_POLL_INTERVAL_MS)
 
 
-class ParamReader:
-    """Reads typed parameters from a client's ``params`` object, collecting field errors.
+class StrictParams(BaseModel):
+    """Base of parameter models: unknown parameters are errors, and no silent coercion
+    (``"5"`` is not 5, ``true`` is not 1)."""
 
-    Usage: ``r = ParamReader(params, allowed={...}); step = r.integer("step", ...);
-    r.raise_if_invalid()``. Unknown parameter names are errors too.
-    """
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    def __init__(self, params: dict[str, Any], *, allowed: set[str]) -> None:
-        self.params = params
-        self.errors: dict[str, list[str]] = {}
-        for name in sorted(set(params) - allowed):
-            self.errors[name] = ["unknown parameter"]
 
-    def add_error(self, name: str, message: str) -> None:
-        """Record one message for the field ``name``."""
-        self.errors.setdefault(name, []).append(message)
+#: Plainer words for pydantic's most common errors (the others keep pydantic's message).
+_MESSAGES: dict[str, str] = {
+    "missing": "this parameter is required",
+    "extra_forbidden": "unknown parameter",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be an object",
+}
 
-    def integer(self, name: str, *, default: int | None, minimum: int, maximum: int) -> int | None:
-        """An integer in ``[minimum, maximum]``; ``default`` when absent (None: optional)."""
-        if name not in self.params or self.params[name] is None:
-            return default
-        value = self.params[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.add_error(name, "must be a whole number")
-            return default
-        if not minimum <= value <= maximum:
-            self.add_error(name, f"must be between {minimum} and {maximum}")
-            return default
-        return value
 
-    def string(
-        self, name: str, *, required: bool, max_length: int, choices: tuple[str, ...] | None = None
-    ) -> str | None:
-        """A string of at most ``max_length`` characters, optionally one of ``choices``."""
-        if name not in self.params or self.params[name] is None:
-            if required:
-                self.add_error(name, "this parameter is required")
-            return None
-        value = self.params[name]
-        if not isinstance(value, str):
-            self.add_error(name, "must be a string")
-            return None
-        if len(value) > max_length:
-            self.add_error(name, f"must be at most {max_length} characters")
-            return None
-        if choices is not None and value not in choices:
-            self.add_error(name, "must be one of " + ", ".join(repr(c) for c in choices))
-            return None
-        return value
-
-    def raise_if_invalid(self) -> None:
-        """Raise :class:`InvalidParams` when any field had an error."""
-        if self.errors:
-            raise InvalidParams(self.errors)
+def validate_params(model: type[M], params: dict[str, Any], *, owner: User | None) -> M:
+    """``params`` checked by the pydantic ``model``; raises :class:`InvalidParams` whose
+    ``fields`` map each bad parameter (dotted path for nested ones) to its messages."""
+    try:
+        return model.model_validate(params, context={"owner": owner})
+    except ValidationError as exc:
+        fields: dict[str, list[str]] = {}
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "params"
+            message = _MESSAGES.get(error["type"], str(error["msg"])).removeprefix("Value error, ")
+            fields.setdefault(name, []).append(message)
+        raise InvalidParams(fields) from None

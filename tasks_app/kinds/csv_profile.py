@@ -1,69 +1,83 @@
-"""``csv_profile``: profile a CSV file the user uploaded, in a work task on queue ``jobs``.
+"""``csv_profile``: profile a CSV file the user uploaded, written on the public kind API.
 
 Parameters: ``upload_id`` (required, one of the owner's uploads), ``delimiter`` (optional,
 sniffed when absent) and ``encoding`` (optional, default ``utf-8``). The work task
-(``tasks_app.profile_csv``) reads the file with ``tasks_app.csv_profiler`` and records
-bytes read of the file's size through a ``ProgressRecorder``; polls relay that progress.
+(``tasks_app.kind.csv_profile``, queue ``jobs``) reads the file with
+``tasks_app.csv_profiler`` and records bytes read of the file's size through its
+``ProgressRecorder``; polls relay that progress.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, Literal
 
-from celery import current_app
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from tasks_app.kinds.base import JobKind, ParamReader, Reading
+from tasks_app.csv_profiler import NotCSVError, profile_csv
+from tasks_app.kinds.base import StrictParams
+from tasks_app.kinds.task_kind import JobFailed, job_kind
 from tasks_app.models import Upload
-from tasks_app.progress import read_recorded_progress, request_cancel
+from tasks_app.progress import ProgressRecorder
 
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
-
-    from tasks_app.models import Job
-
-DELIMITERS = (",", ";", "\t", "|")
-ENCODINGS = ("utf-8", "latin-1", "cp1252")
-TASK_PROFILE_CSV = "tasks_app.profile_csv"
+DELIMITERS: Final = (",", ";", "\t", "|")
+ENCODINGS: Final = ("utf-8", "latin-1", "cp1252")
 
 
-class CsvProfileKind(JobKind):
-    """Rows and per-column figures of an uploaded CSV file; progress in bytes read."""
+class CsvProfileParams(StrictParams):
+    """``upload_id`` must name one of the owner's uploads; ``name`` is set by the server
+    to the upload's file name (whatever the client sent)."""
 
-    name = "csv_profile"
-    work_task = TASK_PROFILE_CSV
+    upload_id: str = Field(max_length=64, description="Id answered by POST /uploads/.")
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(None, description="Sniffed when absent.")
+    encoding: Literal["utf-8", "latin-1", "cp1252"] | None = Field(None, description="Default utf-8.")
+    name: str | None = Field(None, description="File name of the upload (set by the server).")
 
-    def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
-        """``upload_id`` must name one of ``owner``'s uploads (else a field error)."""
-        r = ParamReader(params, allowed={"upload_id", "delimiter", "encoding"})
-        upload_id = r.string("upload_id", required=True, max_length=64)
-        delimiter = r.string("delimiter", required=False, max_length=2, choices=DELIMITERS)
-        encoding = r.string("encoding", required=False, max_length=16, choices=ENCODINGS)
-        upload: Upload | None = None
-        if upload_id is not None:
-            try:
-                upload = Upload.objects.get(id=uuid.UUID(upload_id), owner=owner)
-            except (ValueError, Upload.DoesNotExist):
-                r.add_error("upload_id", "no upload with this id; upload the file first")
-        r.raise_if_invalid()
-        assert upload is not None
-        cleaned: dict[str, Any] = {"upload_id": str(upload.id), "name": upload.name}
-        if delimiter is not None:
-            cleaned["delimiter"] = delimiter
-        if encoding is not None:
-            cleaned["encoding"] = encoding
-        return cleaned
+    @field_validator("upload_id")
+    @classmethod
+    def _owner_has_the_upload(cls, value: str, info: ValidationInfo) -> str:
+        owner = (info.context or {}).get("owner")
+        try:
+            upload_id = uuid.UUID(value)
+        except ValueError:
+            raise ValueError("no upload with this id; upload the file first") from None
+        if not Upload.objects.filter(id=upload_id, owner_id=getattr(owner, "pk", None)).exists():
+            raise ValueError("no upload with this id; upload the file first")
+        return str(upload_id)
 
-    def read(self, job: Job, now: dt.datetime) -> Reading:
-        """The progress the work task recorded last (outcomes arrive through services)."""
-        return Reading(progress=read_recorded_progress(job.id))
-
-    def cancel(self, job: Job) -> None:
-        """Flag the recorder (cooperative stop) and revoke the work task if still queued."""
-        request_cancel(job.id)
-        if job.work_task_id:
-            current_app.control.revoke(job.work_task_id)
+    @model_validator(mode="after")
+    def _name_of_the_upload(self) -> CsvProfileParams:
+        self.name = Upload.objects.filter(id=self.upload_id).values_list("name", flat=True).first()
+        return self
 
 
-KIND = CsvProfileKind()
+@job_kind("csv_profile", params=CsvProfileParams, queue="jobs")
+def profile_uploaded_csv(params: CsvProfileParams, recorder: ProgressRecorder) -> dict[str, Any]:
+    """Profile the job's uploaded CSV file, recording bytes read as progress.
+
+    Returns the profile (``tasks_app.csv_profiler.profile_csv``) with ``file`` added; a file
+    that is not CSV, or that cannot be read, fails the job with a readable error.
+    """
+    upload = Upload.objects.filter(pk=params.upload_id).first()
+    if upload is None:
+        raise JobFailed("the uploaded file no longer exists")
+
+    def on_progress(done: int, size: int) -> None:
+        recorder.set_progress(done, size, f"{done:,} of {size:,} bytes read")
+
+    try:
+        with upload.file.open("rb") as fileobj:
+            result = profile_csv(
+                fileobj,  # type: ignore[arg-type]  # Django's File proxies read() of a binary file
+                size=upload.size,
+                encoding=params.encoding or "utf-8",
+                delimiter=params.delimiter,
+                on_progress=on_progress,
+            )
+    except NotCSVError as exc:
+        raise JobFailed(f"{upload.name} is not a CSV file we can read: {exc}") from None
+    except OSError as exc:
+        raise JobFailed(f"could not read {upload.name}: {exc.strerror or exc}") from None
+    recorder.set_progress(upload.size, upload.size, "profiled")
+    result["file"] = upload.name
+    return result

@@ -14,12 +14,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from pydantic import Field
 
-from tasks_app.kinds.base import JobKind, ParamReader, Progress, Reading
+from tasks_app.kinds.base import JobKind, Progress, Reading, StrictParams
+from tasks_app.kinds.registry import register
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
-
     from tasks_app.models import Job
 
 DEFAULT_STEP = 3
@@ -29,29 +29,27 @@ TOTAL = 100
 BOUNDARY_MARGIN_MS = 5
 
 
+class SimulatedParams(StrictParams):
+    """Parameters: ``step`` percent per interval, ``interval_ms`` milliseconds, optional
+    ``fail_at`` percent at which the job fails."""
+
+    step: int = Field(DEFAULT_STEP, ge=1, le=100, description="Percent added every interval.")
+    interval_ms: int = Field(DEFAULT_INTERVAL_MS, ge=50, le=10_000, description="Milliseconds between steps.")
+    fail_at: int | None = Field(None, ge=1, le=100, description="Fail when progress reaches this percent.")
+
+
 class SimulatedKind(JobKind):
     """Progress ``min(100, step * floor(elapsed / interval))`` percent; fails at ``fail_at``."""
 
     name = "simulated"
-
-    def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
-        """Parameters: ``step`` 1..100 (3), ``interval_ms`` 50..10000 (200), ``fail_at`` 1..100."""
-        r = ParamReader(params, allowed={"step", "interval_ms", "fail_at"})
-        step = r.integer("step", default=DEFAULT_STEP, minimum=1, maximum=100)
-        interval = r.integer("interval_ms", default=DEFAULT_INTERVAL_MS, minimum=50, maximum=10_000)
-        fail_at = r.integer("fail_at", default=None, minimum=1, maximum=100)
-        r.raise_if_invalid()
-        cleaned: dict[str, Any] = {"step": step, "interval_ms": interval}
-        if fail_at is not None:
-            cleaned["fail_at"] = fail_at
-        return cleaned
+    params_model = SimulatedParams
 
     def _steps_done(self, job: Job, now: dt.datetime) -> int:
         assert job.started_at is not None, "a running job has started_at"
         elapsed_ms = max(0.0, (now - job.started_at).total_seconds() * 1000)
         return int(elapsed_ms // job.params["interval_ms"])
 
-    def read(self, job: Job, now: dt.datetime) -> Reading:
+    def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
         """Progress at ``now``; succeeded at 100, failed once ``fail_at`` is reached."""
         step: int = job.params["step"]
         steps_needed = math.ceil(TOTAL / step)
@@ -87,4 +85,4 @@ class SimulatedKind(JobKind):
         return max(1, math.ceil(until_next) + BOUNDARY_MARGIN_MS)
 
 
-KIND = SimulatedKind()
+KIND = register(SimulatedKind())

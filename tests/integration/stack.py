@@ -35,6 +35,8 @@ READY_TIMEOUT_S = 60.0
 DEMO_PASSWORD = "integration-demo-password"
 OTHER_USER = ("mallory", "integration-mallory-password")
 UPLOAD_MAX_BYTES = 1024 * 1024
+#: Retry settings of the stack's "down" remote service (its base_url answers nothing).
+DOWN_SERVICE = {"max_attempts": 3, "backoff_base_ms": 100, "timeout_s": 2}
 
 
 def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -62,6 +64,10 @@ class Stack:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def demo_service_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['DEMO_SERVICE_PORT']}"
 
     @property
     def ws_url(self) -> str:
@@ -105,7 +111,7 @@ class Stack:
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         app = Celery(broker=self.redis_url)
-        waiting = {"web", "flower", "workers"}
+        waiting = {"web", "flower", "workers", "demo-service"}
         while waiting and time.monotonic() < deadline:
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
@@ -114,6 +120,8 @@ class Stack:
                 waiting.discard("web")
             if "flower" in waiting and http_status(f"http://127.0.0.1:{self.flower_port}/") == 401:
                 waiting.discard("flower")
+            if "demo-service" in waiting and http_status(f"{self.demo_service_url}/health") == 200:
+                waiting.discard("demo-service")
             if "workers" in waiting:
                 replies = app.control.ping(timeout=0.5) or []
                 names = {next(iter(r)).split("@")[0] for r in replies}
@@ -142,7 +150,7 @@ class Stack:
 def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) -> Stack:
     """Prepare (database, users) and start every Procfile process (``extra_env`` overrides)."""
     workdir = Path(tempfile.mkdtemp(prefix="jobs-stack-"))
-    port, flower_port = free_port(), free_port()
+    port, flower_port, demo_service_port = free_port(), free_port(), free_port()
     redis_url = with_db(base_redis_url, STACK_REDIS_DB)
     env = {
         **os.environ,
@@ -157,11 +165,14 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
         "MEDIA_ROOT": str(workdir / "media"),
         "PORT": str(port),
         "FLOWER_PORT": str(flower_port),
+        "DEMO_SERVICE_PORT": str(demo_service_port),
         "BIND_ADDRESS": "127.0.0.1",
         "DEMO_USERNAME": "demo",
         "DEMO_PASSWORD": DEMO_PASSWORD,
         "UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
         "PROGRESS_POLL_INTERVAL_MS": "200",
+        # "down": a remote service nothing answers at, with short retries.
+        "REMOTE_SERVICES": json.dumps({"down": DOWN_SERVICE | {"base_url": f"http://127.0.0.1:{free_port()}"}}),
         **(extra_env or {}),
     }
     client = redis.Redis.from_url(redis_url)

@@ -54,7 +54,15 @@ async def test_start_answers_accepted_and_live_frames_follow_in_seq_order(user):
     assert answer["request_id"] == "r1"
     job = answer["job"]
     assert job["state"] == "pending"
-    assert job["progress"] == {"current": 0, "total": None, "percent": None, "message": ""}
+    assert job["progress"] == {
+        "current": 0,
+        "total": None,
+        "percent": None,
+        "message": "",
+        "rate": None,
+        "eta_seconds": None,
+    }
+    assert job["retrying"] is None
     await database_sync_to_async(services.job_run)(job_id=job["id"])
     running = await comm.receive_json_from(timeout=3)
     assert (running["type"], running["job"]["state"], running["job"]["seq"]) == ("job.progress", "running", 2)
@@ -125,7 +133,10 @@ async def test_invalid_params_error_names_the_fields_and_echoes_request_id(user)
         "code": "invalid_params",
         "message": "invalid parameters",
         "request_id": "abc",
-        "fields": {"step": ["must be between 1 and 100"], "interval_ms": ["must be between 50 and 10000"]},
+        "fields": {
+            "step": ["Input should be greater than or equal to 1"],
+            "interval_ms": ["Input should be greater than or equal to 50"],
+        },
     }
     assert await job_count() == 0
     await comm.disconnect()

@@ -39,8 +39,8 @@ def test_simulated_defaults_and_bounds():
     assert info.value.fields == {
         "extra": ["unknown parameter"],
         "step": ["must be a whole number"],
-        "interval_ms": ["must be between 50 and 10000"],
-        "fail_at": ["must be between 1 and 100"],
+        "interval_ms": ["Input should be less than or equal to 10000"],
+        "fail_at": ["Input should be greater than or equal to 1"],
     }
 
 

@@ -65,7 +65,7 @@ def test_start_creates_pending_job_and_dispatches_run_job_on_commit(
 
 
 def test_start_rejects_unknown_kind_and_bad_params_and_starts_nothing(user, broker, memory_layer):
-    with pytest.raises(UnknownKind, match="known kinds: csv_profile, simulated"):
+    with pytest.raises(UnknownKind, match="known kinds: csv_profile, primes, remote, simulated"):
         services.job_start(owner=user, kind="nope", params={})
     with pytest.raises(InvalidParams) as info:
         services.job_start(owner=user, kind="simulated", params={"step": 0, "interval_ms": "x", "zzz": 1})
@@ -211,15 +211,15 @@ def _upload(user: Any, name: str, content: bytes) -> Any:
 
 
 def test_csv_profile_work_task_profiles_and_succeeds(user, broker, memory_layer):
-    from tasks_app.tasks import profile_csv_task
+    from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "tiny.csv", b"a,b\n1,x\n2,\n3,y\n")
     job = services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)})
     job = run(job)
-    assert [t.name for t in broker.queued("jobs")] == ["tasks_app.profile_csv"]
+    assert [t.name for t in broker.queued("jobs")] == ["tasks_app.kind.csv_profile"]
     listen(memory_layer, job)
-    summary = profile_csv_task(str(job.id))
-    assert summary == {"rows": 3, "bad_rows": 0, "columns": 2}
+    returned = profile_csv_task(str(job.id))
+    assert (returned["rows"], returned["bad_rows"], len(returned["columns"])) == (3, 0, 2)
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
     assert job.result is not None
@@ -230,7 +230,7 @@ def test_csv_profile_work_task_profiles_and_succeeds(user, broker, memory_layer)
 
 
 def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, memory_layer):
-    from tasks_app.tasks import profile_csv_task
+    from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
     job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
@@ -244,7 +244,7 @@ def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, mem
 def test_csv_profile_cancelled_mid_work_stops_cooperatively(
     user, broker, memory_layer, django_capture_on_commit_callbacks
 ):
-    from tasks_app.tasks import profile_csv_task
+    from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "big.csv", b"n,s\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(40000)))
     job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))

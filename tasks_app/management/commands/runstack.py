@@ -1,7 +1,7 @@
 """``manage.py runstack`` (``make run``): Redis, migrations, demo user, then every process.
 
-Runs the Procfile's processes (web, worker-jobs, worker-progress, flower) with honcho in
-the foreground. Ctrl-C stops them all, and the embedded Redis if this command started one.
+Runs the Procfile's processes (web, worker-jobs, worker-progress, flower, demo-service)
+with honcho in the foreground. Ctrl-C stops them all, and the embedded Redis if this command started one.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Command(BaseCommand):
             f"  Page:     http://{host}:{settings.PORT}/",
             f"  Admin:    http://{host}:{settings.PORT}/admin/",
             f"  Flower:   http://{host}:{settings.FLOWER_PORT}/",
+            f"  Demo remote service: {settings.DEMO_SERVICE_URL}/health (service name 'demo')",
             f"  Log in:   {settings.DEMO_USERNAME} / {settings.DEMO_PASSWORD}",
             f"  Redis:    {redis_url} ({'embedded redis-server' if embedded else 'REDIS_URL'})",
             "  Stop:     Ctrl-C",

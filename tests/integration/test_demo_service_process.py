@@ -1,0 +1,159 @@
+"""The demo remote service as a real process: the exact Procfile command line, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proj.localredis import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The command as the Procfile runs it (through ``sh -c``, as honcho does).
+COMMAND = "daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} tasks_app.demo_service:app"
+READY_TIMEOUT_S = 30.0
+JOB_TIMEOUT_S = 15.0
+TOKEN = "integration-demo-service-token"
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+
+@contextmanager
+def demo_service(extra_env: dict[str, str] | None = None) -> Iterator[Service]:
+    """Start the service on a free port, wait until ``/health`` answers, stop it afterwards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHONUNBUFFERED": "1",
+        "BIND_ADDRESS": "127.0.0.1",
+        "DEMO_SERVICE_PORT": str(port),
+        **(extra_env or {}),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the service must not need Django
+    log = Path(tempfile.mkdtemp(prefix="demo-service-")) / "demo-service.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", COMMAND],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    try:
+        wait_healthy(service)
+        yield service
+    finally:
+        stop(process)
+
+
+def wait_healthy(service: Service) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"demo service exited with {service.process.returncode}:\n{service.log_tail()}")
+        try:
+            if httpx.get(f"{service.url}/health", timeout=1).json() == {"ok": True}:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"demo service not healthy after {READY_TIMEOUT_S} s:\n{service.log_tail()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_final(client: httpx.Client, job_id: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["state"] != "running":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still running after {JOB_TIMEOUT_S} s")
+
+
+def test_the_procfile_command_serves_the_contract():
+    with demo_service() as service, httpx.Client(base_url=service.url, timeout=5) as client:
+        started = client.post("/jobs", json={"duration_s": 0.5}, headers={"Idempotency-Key": "short-job"})
+        assert started.status_code == 201, started.text
+        job_id = started.json()["id"]
+        repeat = client.post("/jobs", json={"duration_s": 0.5}, headers={"Idempotency-Key": "short-job"})
+        assert (repeat.status_code, repeat.json()) == (200, {"id": job_id})
+
+        done = wait_final(client, job_id)
+        assert done == {
+            "id": job_id,
+            "state": "succeeded",
+            "progress": {"current": 5, "total": 5, "message": "0.5 of 0.5 s"},
+            "result": {"duration_s": 0.5, "ticks": 5},
+            "error": None,
+            "deletes": 0,
+        }
+
+        long_id = client.post("/jobs", json={"duration_s": 60}).json()["id"]
+        assert client.get(f"/jobs/{long_id}").json()["state"] == "running"
+        deleted = client.delete(f"/jobs/{long_id}")
+        assert (deleted.status_code, deleted.json()) == (200, {"state": "cancelled"})
+        seen = client.get(f"/jobs/{long_id}").json()
+        assert seen["state"] == "cancelled"
+        assert seen["deletes"] == 1
+        assert client.delete(f"/jobs/{long_id}").status_code == 409
+
+        flaky_id = client.post("/jobs", json={"duration_s": 0.2, "unavailable_s": 1}).json()["id"]
+        down = client.get(f"/jobs/{flaky_id}")
+        assert (down.status_code, down.json()) == (503, {"error": "temporarily unavailable"})
+        assert down.headers["Retry-After"] == "1"
+        time.sleep(int(down.headers["Retry-After"]))
+        assert wait_final(client, flaky_id)["state"] == "succeeded"
+
+        bad = client.post("/jobs", content=b"{oops", headers={"Content-Type": "application/json"})
+        assert bad.status_code == 400
+        assert bad.json()["error"].startswith("body is not valid JSON")
+        assert client.put(f"/jobs/{job_id}").json() == {"error": "method not allowed"}
+        assert client.get("/jobs/unknown").status_code == 404
+
+    assert service.process.poll() is not None, "the service should have stopped"
+
+
+def test_the_token_from_the_environment_guards_every_endpoint_but_health():
+    with demo_service({"DEMO_SERVICE_TOKEN": TOKEN}) as service, httpx.Client(base_url=service.url, timeout=5) as c:
+        assert c.get("/health").status_code == 200
+        refused = c.post("/jobs", json={"duration_s": 0.1})
+        assert (refused.status_code, refused.headers["WWW-Authenticate"]) == (401, "Bearer")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        job_id = c.post("/jobs", json={"duration_s": 0.1}, headers=auth).json()["id"]
+        assert c.get(f"/jobs/{job_id}").status_code == 401
+        assert c.get(f"/jobs/{job_id}", headers=auth).status_code == 200

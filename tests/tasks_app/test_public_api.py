@@ -1,0 +1,151 @@
+"""The public Python API: the ``job_kind`` decorator, the recorder's bounded writes and
+cooperative cancellation, and the README's "Add your own job kind" example, which is the
+shipped module ``tasks_app/jobkinds.py`` word for word.
+
+Real broker and cache (the test database of a real Redis), in-memory channel layer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import Field
+
+from tasks_app import services
+from tasks_app.errors import InvalidParams
+from tasks_app.jobkinds import count_primes
+from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, StrictParams, TaskKind, job_kind
+from tasks_app.models import Job, JobState
+from tasks_app.progress import read_recorded_progress
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def redis_sets() -> int:
+    """SET commands the test Redis server has run so far (its INFO commandstats)."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        return int(client.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+def started(user: Any, kind: str, params: dict[str, Any]) -> Job:
+    job = services.job_start(owner=user, kind=kind, params=params)
+    services.job_run(job_id=job.id)
+    job.refresh_from_db()
+    return job
+
+
+def test_readme_example_is_the_shipped_module() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Add your own job kind", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks, "the README section has a python example"
+    assert blocks[0] == (ROOT / "tasks_app" / "jobkinds.py").read_text()
+
+
+def test_the_example_kind_is_registered_with_its_schema_and_queue() -> None:
+    kind = REGISTRY["primes"]
+    assert isinstance(kind, TaskKind)
+    assert (kind.work_task, kind.queue) == ("tasks_app.kind.primes", "jobs")
+    assert count_primes.name == "tasks_app.kind.primes"
+
+
+@pytest.mark.django_db
+def test_bad_params_of_a_decorated_kind_are_field_errors(user: Any) -> None:
+    with pytest.raises(InvalidParams) as info:
+        services.job_start(owner=user, kind="primes", params={"limit": 1, "colour": "red"})
+    assert info.value.fields == {
+        "limit": ["Input should be greater than or equal to 2"],
+        "colour": ["unknown parameter"],
+    }
+
+
+@pytest.mark.django_db
+def test_100000_set_progress_calls_in_a_real_task_make_few_writes(user: Any, broker: Any, memory_layer: Any) -> None:
+    job = started(user, "primes", {"limit": 100_000})
+    assert [t.name for t in broker.queued("jobs")][-1] == "tasks_app.kind.primes"
+    sets_before = redis_sets()
+    t0 = time.monotonic()
+    outcome = count_primes.apply(args=[str(job.id)], task_id=job.work_task_id)
+    run_s = time.monotonic() - t0
+    writes = redis_sets() - sets_before
+    assert outcome.successful()
+    assert outcome.result == {"limit": 100_000, "primes": 9592}  # pi(10^5), a known figure
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.progress_current == job.progress_total == 100_000
+    # 99,998 set_progress calls; at most one write per 100 ms, plus the first and the last.
+    assert 2 <= writes <= run_s / 0.1 + 2, (writes, run_s)
+    assert writes < 1000
+    print(f"\n99,998 set_progress calls in {run_s:.2f} s: {writes} cache writes")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_mid_loop_ends_the_task_cleanly(user: Any, broker: Any, memory_layer: Any) -> None:
+    job = started(user, "primes", {"limit": 20_000_000})  # minutes of work
+    cancel = threading.Timer(0.5, lambda: services.job_cancel(owner=user, job_id=job.id))
+    cancel.start()
+    outcome = count_primes.apply(args=[str(job.id)], task_id=job.work_task_id)
+    cancel.join()
+    assert outcome.successful()  # JobCancelled ended the loop; the task did not fail
+    assert outcome.result is None
+    recorded = read_recorded_progress(job.id)
+    assert recorded is not None
+    assert 0 < recorded.current < 20_000_000
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLING
+    services.job_poll(job_id=job.id, poll_seq=0)
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+
+
+class EchoParams(StrictParams):
+    word: str = Field(max_length=20)
+
+
+@job_kind("test-echo", params=EchoParams, queue="jobs", min_interval_ms=50)
+def echo(params: EchoParams, recorder: ProgressRecorder) -> dict[str, str]:
+    if params.word == "fail":
+        raise JobFailed("asked to fail")
+    if params.word == "crash":
+        raise ZeroDivisionError("boom")
+    recorder.set_progress(1, 2, "half")
+    recorder.increment_progress(message="done")
+    return {"echo": params.word}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("word", "state", "result", "error"),
+    [
+        ("hello", JobState.SUCCEEDED, {"echo": "hello"}, ""),
+        ("fail", JobState.FAILED, None, "asked to fail"),
+        ("crash", JobState.FAILED, None, "internal error in test-echo; the worker log has the details (task "),
+    ],
+)
+def test_outcomes_of_a_decorated_kind(user: Any, broker: Any, memory_layer: Any, word, state, result, error) -> None:
+    job = started(user, "test-echo", {"word": word})
+    echo.apply(args=[str(job.id)], task_id=job.work_task_id)
+    job.refresh_from_db()
+    assert job.state == state
+    assert job.result == result
+    assert job.error.startswith(error)
+    assert "Traceback" not in job.error
+    if state == JobState.SUCCEEDED:
+        assert (job.progress_current, job.progress_total, job.progress_message) == (2, 2, "done")
+
+
+def test_a_kind_name_is_registered_once() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        job_kind("primes", params=EchoParams)(lambda p, r: None)
+    with pytest.raises(ValueError, match="must match"):
+        job_kind("Bad Name", params=EchoParams)(lambda p, r: None)
