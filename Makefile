@@ -16,12 +16,18 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 venv: $(STAMP)
 
+# axe-core (npm registry, pinned in package-lock.json) for the browser tests' accessibility check.
+AXE := tests/integration/node_modules/axe-core/axe.min.js
+$(AXE): tests/integration/package.json tests/integration/package-lock.json
+	npm ci --prefix tests/integration --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## make run: Redis (REDIS_URL or embedded), migrations, demo user, then web, workers and Flower.
 run: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
 
 ## make test: lint and type checks, then every test (unit, integration, browser).
-test: $(STAMP) lint
+test: $(STAMP) $(AXE) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -32,7 +38,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not browser"
 
-integration: $(STAMP)
+integration: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -m "integration or browser"
 
 ## make bench: end-to-end latency and throughput figures on the real stack.
@@ -40,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/integration/node_modules

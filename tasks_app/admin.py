@@ -1,76 +1,143 @@
-"""Admin: jobs and uploads, machine-written fields read-only, cancel through the service."""
+"""Admin for operators: jobs, uploads, API tokens, and Celery's task results.
+
+Nothing here changes a job by hand: job pages are view-only (every change goes through
+``tasks_app.services``), and the one action, "cancel selected jobs", calls
+``services.job_cancel`` and reports each job's outcome. Each job links to its Celery task
+results (django-celery-results), whose list shows task name, arguments, worker, and start and
+end times (``result_extended`` and ``task_track_started`` in ``celeryconfig``).
+"""
 
 from __future__ import annotations
 
+import json
+
+from celery.states import UNREADY_STATES
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
+from django_celery_results.models import TaskResult
 
 from tasks_app import services
 from tasks_app.errors import ApplicationError
-from tasks_app.models import ACTIVE_STATES, Job, Upload
+from tasks_app.models import ApiToken, Job, JobState, Upload
 from tasks_app.selectors import percent_of
+
+#: Characters of a job's id shown in lists (enough to tell jobs apart by eye; search takes all).
+SHORT_ID_CHARS = 8
+#: Characters of a progress message or error shown in the job list.
+LIST_MESSAGE_CHARS = 80
+
+
+def task_results_url(job: Job) -> str | None:
+    """Admin URL of the Celery task results of ``job`` (its run task and work task), or None."""
+    task_ids = [task_id for task_id in (job.celery_task_id, job.work_task_id) if task_id]
+    if not task_ids:
+        return None
+    changelist = reverse("admin:django_celery_results_taskresult_changelist")
+    return f"{changelist}?task_id__in={','.join(task_ids)}"
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Jobs: filter by state, kind, owner and date; cancel selected active jobs."""
+    """Jobs: filter by state, kind, owner and date; search ids and messages; cancel active jobs."""
 
-    list_display = ("id", "kind", "state", "owner", "percent", "progress_message", "created_at", "finished_at")
-    list_filter = ("state", "kind", "owner", "created_at")
-    search_fields = ("id", "kind", "owner__username", "progress_message", "error", "celery_task_id")
-    date_hierarchy = "created_at"
-    list_select_related = ("owner",)
-    readonly_fields = (
-        "id",
-        "owner",
+    list_display = (
+        "short_id",
         "kind",
-        "params",
-        "idempotency_key",
         "state",
-        "progress_current",
-        "progress_total",
+        "owner",
+        "percent",
+        "message",
+        "created_at",
+        "finished_at",
+        "task_results_link",
+    )
+    list_display_links = ("short_id",)
+    # Only the users who own something, not every account, in the owner/user filters.
+    list_filter = ("state", "kind", ("owner", admin.RelatedOnlyFieldListFilter), "created_at")
+    search_fields = (
+        "id",
+        "kind",
+        "owner__username",
         "progress_message",
-        "result",
         "error",
-        "seq",
-        "poll_seq",
-        "task_results",
         "celery_task_id",
         "work_task_id",
-        "created_at",
-        "started_at",
-        "finished_at",
     )
+    date_hierarchy = "created_at"
+    list_select_related = ("owner",)
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("id", "kind", "owner", "state", "params", "idempotency_key")}),
+        (
+            "Progress",
+            {"fields": ("percent", "progress_current", "progress_total", "progress_message", "progress_samples")},
+        ),
+        ("Outcome", {"fields": ("result", "error")}),
+        (
+            "Celery",
+            {"fields": ("task_results_link", "celery_task_id", "work_task_id", "seq", "poll_seq", "kind_state")},
+        ),
+        ("Times", {"fields": ("created_at", "started_at", "finished_at")}),
+    )
+    # Every field is machine-written; the computed ones must be listed for the view-only page.
+    readonly_fields = ("percent", "task_results_link")
     actions = ("cancel_selected",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs start through the services (the page or the socket)
+        return False  # jobs start through the services (the page, the socket, the API)
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # A job's page is view-only; the change permission on the model still gates the
+        # cancel action (which Django checks with obj=None).
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # Deleting an active job would strand its work and its viewers' sockets without a
+        # final frame: cancel it first. (Django checks each object, in bulk deletes too.)
+        return (obj is None or obj.is_final) and super().has_delete_permission(request, obj)
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return str(obj.id)[:SHORT_ID_CHARS]
 
     @admin.display(description="percent")
     def percent(self, obj: Job) -> str:
         value = percent_of(obj.progress_current, obj.progress_total)
         return "—" if value is None else f"{value:.1f}%"
 
-    @admin.display(description="Celery task results")
-    def task_results(self, obj: Job) -> str:
-        if not (obj.celery_task_id or obj.work_task_id):
-            return "—"
-        url = reverse("admin:django_celery_results_taskresult_changelist")
-        return format_html('<a href="{}?q={}">task results of this job</a>', url, str(obj.id))
+    @admin.display(description="message")
+    def message(self, obj: Job) -> str:
+        text = obj.error if obj.state == JobState.FAILED and obj.error else obj.progress_message
+        return Truncator(text).chars(LIST_MESSAGE_CHARS)
 
-    @admin.action(description="Cancel selected jobs")
+    @admin.display(description="Celery task results")
+    def task_results_link(self, obj: Job) -> str:
+        url = task_results_url(obj)
+        if url is None:
+            return "—"
+        return format_html('<a class="task-results-link" href="{}">task results</a>', url)
+
+    @admin.action(description="Cancel selected jobs", permissions=("change",))
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        done = 0
-        for job in queryset.filter(state__in=ACTIVE_STATES):
+        """Ask ``services.job_cancel`` to cancel each selected job; one message per job."""
+        for job in queryset.select_related("owner"):
+            label = f"Job {str(job.id)[:SHORT_ID_CHARS]} ({job.kind})"
             try:
-                services.job_cancel(owner=job.owner, job_id=job.id)
-                done += 1
+                now = services.job_cancel(owner=job.owner, job_id=job.id)
             except ApplicationError as exc:
-                self.message_user(request, f"{job.id}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"Cancellation asked for {done} job(s).", messages.SUCCESS)
+                self.message_user(request, f"{label} not cancelled: {exc.message}.", messages.WARNING)
+                continue
+            self.log_change(request, now, f"Cancel asked in the admin; the job is now {now.state}.")
+            if now.state == JobState.CANCELLING:
+                text = f"{label} is cancelling: its work was asked to stop, and its next poll ends it cancelled."
+            else:
+                text = f"{label} is {now.state}."
+            self.message_user(request, text, messages.SUCCESS)
 
 
 @admin.register(Upload)
@@ -78,10 +145,78 @@ class UploadAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Uploaded files, read-only."""
 
     list_display = ("id", "name", "size", "owner", "created_at")
-    list_filter = ("owner", "created_at")
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter), "created_at")
     search_fields = ("id", "name", "owner__username")
     date_hierarchy = "created_at"
+    list_select_related = ("owner",)
     readonly_fields = ("id", "owner", "name", "size", "file", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """API tokens: see who has one and when it was last used, rename or delete (revoke) one.
+
+    No add here: a token is shown only once, when it is created, so tokens are made by
+    ``manage.py api_token create`` or the API (the changelist says so).
+    """
+
+    list_display = ("prefix_shown", "name", "user", "created_at", "last_used_at")
+    list_filter = (("user", admin.RelatedOnlyFieldListFilter), "created_at", "last_used_at")
+    search_fields = ("prefix", "name", "user__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+    fields = ("prefix", "name", "user", "created_at", "last_used_at")
+    readonly_fields = ("prefix", "user", "created_at", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the token must be shown once at creation: manage.py api_token create
+
+    @admin.display(description="prefix", ordering="prefix")
+    def prefix_shown(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…"
+
+
+admin.site.unregister(TaskResult)
+
+
+def decoded_args(stored: str | None) -> str:
+    """Task arguments as Celery wrote them (``"['<job id>']"``), without the JSON quoting that
+    django-celery-results stores them in."""
+    try:
+        value = json.loads(stored or "")
+    except ValueError:
+        return stored or ""
+    return value if isinstance(value, str) else str(stored)
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(CeleryTaskResultAdmin):  # type: ignore[misc]
+    """django-celery-results' admin, read-only, listing what an operator looks for first.
+
+    The list adds the arguments (a job's id for ``tasks_app.run_job`` and the kinds' work
+    tasks) and when the task started; ``tasks_app.poll_job`` stores no result (see
+    ``tasks_app.tasks``), so its runs are seen in Flower only.
+    """
+
+    list_display = ("task_id", "task_name", "arguments", "status", "worker", "date_started", "date_done", "runtime")
+    list_filter = ("status", "task_name", "worker", "date_done")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # results are written by the workers
+
+    def has_change_permission(self, request: HttpRequest, obj: TaskResult | None = None) -> bool:
+        return False  # view and delete only
+
+    @admin.display(description="arguments", ordering="task_args")
+    def arguments(self, obj: TaskResult) -> str:
+        return decoded_args(obj.task_args)
+
+    @admin.display(description="runtime")
+    def runtime(self, obj: TaskResult) -> str:
+        # Minutes are all the list's dates show; the seconds a task ran are what one compares.
+        if obj.date_started is None or obj.date_done is None or obj.status in UNREADY_STATES:
+            return "—"
+        return f"{(obj.date_done - obj.date_started).total_seconds():.3f} s"

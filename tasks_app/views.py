@@ -1,24 +1,31 @@
-"""HTTP views: the page at ``/`` and uploads at ``/uploads/``.
+"""HTTP views: the dashboard at ``/``, one job's page at ``/jobs/<id>/``, uploads at ``/uploads/``.
 
-Errors are JSON ``{"code": CODE, "message": "..."}`` with a 4xx status, never an HTML page
-or a traceback, so the page's script can show them.
+The pages render every job on them from its snapshot (``selectors.job_snapshot``), so they
+show the current state before the script runs; the script then follows them live.
+Upload errors are JSON ``{"code": CODE, "message": "..."}`` with a 4xx status, never an HTML
+page or a traceback, so the page's script can show them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import uuid
 from typing import Any, Final
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
 
-from tasks_app import services
-from tasks_app.errors import CODE_INVALID_PARAMS
+from tasks_app import selectors, services
+from tasks_app.errors import CODE_INVALID_PARAMS, JobNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -28,22 +35,89 @@ CODE_METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 CODE_CSRF_FAILED: Final = "csrf_failed"
 #: Room for the multipart envelope around the file when checking Content-Length, bytes.
 MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
+#: Jobs per dashboard page.
+DASHBOARD_PAGE_SIZE: Final = 20
+#: Stands for the job id in the job page URL handed to the script.
+_JOB_ID_PLACEHOLDER: Final = uuid.UUID(int=0)
+KIND_LABELS: Final = {"simulated": "Simulated job", "csv_profile": "CSV profile", "remote": "Remote job"}
+SHORT_ID_LENGTH: Final = 8
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"code": code, "message": message, **extra}, status=status)
 
 
-@login_required
-def index(request: HttpRequest) -> HttpResponse:
-    """The page: start jobs, upload CSV files, watch every job's live progress."""
-    config = {
+def _page_config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    """What the script needs (``#jobs-config``): URLs, the CSRF token, limits, the server's clock."""
+    return {
         "wsPath": "/ws/jobs/",
-        "uploadUrl": "/uploads/",
+        "uploadUrl": reverse("upload-create"),
+        "jobUrl": reverse("job-detail", kwargs={"job_id": _JOB_ID_PLACEHOLDER}),
+        "jobUrlPlaceholder": str(_JOB_ID_PLACEHOLDER),
         "csrfToken": get_token(request),
         "uploadMaxBytes": settings.UPLOAD_MAX_BYTES,
+        "serverNow": timezone.now().isoformat(),
+        **extra,
     }
-    return render(request, "jobs/index.html", {"jobs_config": config})
+
+
+def _job_card(snapshot: dict[str, Any], *, link: bool) -> dict[str, Any]:
+    """What ``jobs/_job_card.html`` shows of a job before the script takes over."""
+    job_id = snapshot["id"]
+    progress = snapshot["progress"]
+    percent = 100.0 if snapshot["state"] == "succeeded" else progress["percent"]
+    current, total = progress["current"], progress["total"]
+    result = snapshot["result"]
+    created = snapshot["created_at"]
+    return {
+        "id": job_id,
+        "kind": snapshot["kind"],
+        "state": snapshot["state"],
+        "title": f"{KIND_LABELS.get(snapshot['kind'], snapshot['kind'])} · {job_id[:SHORT_ID_LENGTH]}",
+        "url": reverse("job-detail", kwargs={"job_id": job_id}) if link else "",
+        "created_at": created,
+        "created": dt.datetime.fromisoformat(created) if created else None,
+        "percent": None if percent is None else f"{percent:g}",
+        "percent_text": "" if percent is None else f"{int(percent)}%",
+        "counts": f"{current} / {total}" if total is not None else str(current),
+        "message": progress["message"],
+        "error": snapshot["error"] or "",
+        "result_text": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else "",
+    }
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    """The dashboard: start jobs, upload CSV files, and the user's jobs, active first, then
+    the history, ``DASHBOARD_PAGE_SIZE`` a page (``?page=N``), each followed live by the script."""
+    page = selectors.job_dashboard_page(owner=request.user, page=request.GET.get("page"), per_page=DASHBOARD_PAGE_SIZE)
+    snapshots = [selectors.job_snapshot(job) for job in page.object_list]
+    config = _page_config(request, mode="dashboard", page=page.number, pageSize=DASHBOARD_PAGE_SIZE)
+    context = {
+        "jobs_config": config,
+        "jobs_data": snapshots,
+        "cards": [_job_card(s, link=True) for s in snapshots],
+        "page_obj": page,
+    }
+    return render(request, "jobs/index.html", context)
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """One job of the user, live (``/jobs/<id>/``); 404 for unknown ids and other users' jobs
+    alike, so ids do not leak."""
+    try:
+        job = selectors.job_get(owner=request.user, job_id=job_id)
+    except JobNotFound:
+        raise Http404("no such job") from None
+    snapshot = selectors.job_snapshot(job)
+    card = _job_card(snapshot, link=False)
+    context = {
+        "jobs_config": _page_config(request, mode="detail", jobId=snapshot["id"]),
+        "jobs_data": [snapshot],
+        "card": card,
+    }
+    return render(request, "jobs/detail.html", context)
 
 
 def _too_large(size: int) -> JsonResponse:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.browser import browser, page  # noqa: F401 - browser fixtures for every browser test
 from tests.integration.stack import DEMO_PASSWORD, OTHER_USER, HttpSession, Stack, build_stack
 
 

@@ -1,90 +1,285 @@
-"""The page in a real browser: Playwright driving Debian's Chromium against the real stack."""
+"""The pages in a real browser: Playwright driving Debian's Chromium against the real stack.
+
+Every test watches the page the way a person would (bars, states, the connection
+indicator) and records what changed with a MutationObserver, so "never backwards" and
+"nothing after the final state" are checked on every update, not on a sample.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import signal
+import subprocess
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from tests.integration.stack import DEMO_PASSWORD, ROOT, Stack
+from tests.integration.browser import ARTIFACTS
+from tests.integration.stack import READY_TIMEOUT_S, ROOT, Stack, http_status, procfile_commands
 from tests.realdata import AIRPORTS
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
+AXE_JS = ROOT / "tests" / "integration" / "node_modules" / "axe-core" / "axe.min.js"
+DOCS_IMG = ROOT / "docs" / "img"
+SCREENS_USER = ("screens", "integration-screens-password")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+PHONE = {"width": 390, "height": 844}
+
+#: Records every change of the connection indicator and of each job card's bar and state.
+RECORDER_JS = """
+() => {
+  const rec = { conn: [], jobs: {} };
+  window.__rec = rec;
+  const conn = document.getElementById("conn-status");
+  rec.conn.push(conn.dataset.state);
+  new MutationObserver(() => rec.conn.push(conn.dataset.state))
+    .observe(conn, { attributes: true, attributeFilter: ["data-state"] });
+  const jobOf = (id) => (rec.jobs[id] = rec.jobs[id] || { values: [], states: [] });
+  for (const card of document.querySelectorAll("#jobs article.job")) {
+    const r = jobOf(card.dataset.jobId);
+    r.states.push(card.dataset.state);
+    const bar = card.querySelector("progress");
+    if (bar && bar.hasAttribute("value")) r.values.push(Number(bar.getAttribute("value")));
+  }
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      const card = m.target.closest && m.target.closest("article.job");
+      if (!card) continue;
+      const r = jobOf(card.dataset.jobId);
+      if (m.attributeName === "value" && m.target.hasAttribute("value")) {
+        r.values.push(Number(m.target.getAttribute("value")));
+      } else if (m.attributeName === "data-state" && m.target === card) {
+        r.states.push(card.dataset.state);
+      }
+    }
+  }).observe(document.getElementById("jobs"),
+    { attributes: true, subtree: true, attributeFilter: ["value", "data-state"] });
+}
+"""
 
 
-def chromium_path() -> str:
-    """Debian's Chromium (``CHROMIUM_PATH`` overrides); missing → fail under CI, else skip."""
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        message = f"Chromium not found at {path}: install it with `apt-get install chromium` or set CHROMIUM_PATH"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+# ------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+class Spec(NamedTuple):
+    """A simulated job to start, and the state it must end in."""
 
-    executable = chromium_path()
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    step: int
+    interval_ms: int
+    fail_at: int | None
+    final: str
 
 
-@pytest.fixture
-def page(browser: Any, stack: Stack) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+def record(page: Any) -> None:
+    page.evaluate(RECORDER_JS)
+
+
+def recorded(page: Any) -> dict[str, Any]:
+    return page.evaluate("window.__rec")
+
+
+def card(page: Any, job_id: str) -> Any:
+    return page.locator(f"article.job[data-job-id='{job_id}']")
+
+
+def bar_value(page: Any, job_id: str) -> float:
+    return float(card(page, job_id).locator("progress.job-progress").get_attribute("value") or 0)
+
+
+def job_ids(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#jobs article.job", "cards => cards.map(c => c.dataset.jobId)")
+
+
+def start_simulated(page: Any, step: int, interval_ms: int, fail_at: int | None = None) -> str:
+    """Start a simulated job from the form; returns its id once its card is on the page."""
+    before = set(job_ids(page))
+    page.fill("#sim-step", str(step))
+    page.fill("#sim-interval", str(interval_ms))
+    page.fill("#sim-fail-at", "" if fail_at is None else str(fail_at))
+    page.click("#sim-start")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#jobs article.job').length > n", arg=len(before), timeout=30_000
+    )
+    (new,) = set(job_ids(page)) - before
+    return new
+
+
+def upload_csv(page: Any, files: Any) -> str:
+    """Upload a file with the CSV form; returns the id of its csv_profile job once its card is shown."""
+    before = set(job_ids(page))
+    page.set_input_files("#csv-file", files)
+    page.click("#csv-start")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#jobs article.job').length > n", arg=len(before), timeout=30_000
+    )
+    (new,) = set(job_ids(page)) - before
+    assert card(page, new).get_attribute("data-kind") == "csv_profile"
+    return new
+
+
+def wait_state(page: Any, job_id: str, *states: str, timeout: float = 60_000) -> str:
+    selector = ", ".join(f"article.job[data-job-id='{job_id}'][data-state={s}]" for s in states)
+    page.wait_for_selector(selector, timeout=timeout)
+    return str(card(page, job_id).get_attribute("data-state"))
+
+
+def wait_value_at_least(page: Any, job_id: str, value: float) -> None:
+    page.wait_for_function(
+        "([id, v]) => { const p = document.querySelector(`article.job[data-job-id='${id}'] progress`);"
+        " return p && Number(p.getAttribute('value')) >= v; }",
+        arg=[job_id, value],
+        timeout=60_000,
+    )
+
+
+def assert_never_backwards(history: dict[str, Any], job_id: str) -> list[float]:
+    values = history["jobs"][job_id]["values"]
+    assert values == sorted(values), f"bar of {job_id} went backwards: {values}"
+    return values
+
+
+def log_in(browser: Any, stack: Stack, username: str, password: str, **context_args: Any) -> Any:
+    context = browser.new_context(**({"viewport": {"width": 1200, "height": 900}} | context_args))
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{stack.http_url}/")
-    page.fill("#id_username", "demo")
-    page.fill("#id_password", DEMO_PASSWORD)
+    page.goto(f"{stack.http_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{stack.http_url}/")
     page.wait_for_selector("#conn-status[data-state=connected]")
-    yield page
-    context.close()
+    return page
+
+
+def stop_web(stack: Stack) -> None:
+    proc = stack.processes["web"]
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_web(stack: Stack) -> None:
+    """Start the Procfile's web process again, as the stack first did; wait until it answers."""
+    log = open(stack.workdir / "web-restarted.log", "ab")  # noqa: SIM115 - closed by stack.stop()
+    stack.logs.append(log)
+    stack.processes["web"] = subprocess.Popen(
+        ["/bin/sh", "-c", procfile_commands()["web"]],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while http_status(f"{stack.http_url}/accounts/login/") != 200:
+        assert stack.processes["web"].poll() is None, f"web exited:\n{stack.log_tail('web-restarted')}"
+        assert time.monotonic() < deadline, "web did not come back"
+        time.sleep(0.2)
+
+
+def axe_script() -> Path:
+    """axe-core from tests/integration/node_modules (``npm ci --prefix tests/integration``)."""
+    if not AXE_JS.exists():
+        message = (
+            f"axe-core is not installed ({AXE_JS} is missing): run `npm ci --prefix tests/integration` "
+            "(tests/integration/package-lock.json pins it)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return AXE_JS
+
+
+def assert_accessible(page: Any, what: str) -> None:
+    """axe-core's rules on the page as it is now: no serious or critical violation."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(axe_script()))
+    results = page.evaluate("async () => await axe.run(document, { resultTypes: ['violations'] })")
+    assert results["testEngine"]["version"], "axe did not run"
+    serious = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
+    report = [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in serious
+    ]
+    assert not serious, f"axe found serious accessibility violations on {what}:\n{json.dumps(report, indent=2)}"
+
+
+def png_bytes(size: int = 4096) -> bytes:
+    """A real PNG image (random pixels): binary, with NUL bytes in its header."""
+    width = 32
+    height = max(1, size // (width * 3))
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def restore_web(stack: Stack) -> Iterator[None]:
+    """Whatever happens in the test, the web process runs again afterwards."""
+    yield
+    if stack.processes["web"].poll() is not None:
+        start_web(stack)
+
+
+# -------------------------------------------------------------------- tests
 
 
 def test_simulated_job_bar_reaches_100_and_succeeded(page: Any) -> None:
-    page.fill("#sim-step", "10")
-    page.fill("#sim-interval", "200")
-    page.click("#sim-start")
-    card = page.locator("article.job[data-kind=simulated]").first
-    card.wait_for()
-    page.wait_for_selector("article.job[data-kind=simulated][data-state=succeeded]")
-    assert card.locator("progress.job-progress").get_attribute("value") == "100"
-    assert card.locator(".job-percent").inner_text().strip() == "100%"
-    assert card.locator(".job-state").inner_text().strip() == "succeeded"
+    job_id = start_simulated(page, step=10, interval_ms=200)
+    assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
+    the_card = card(page, job_id)
+    assert the_card.get_attribute("data-kind") == "simulated"
+    assert the_card.locator("progress.job-progress").get_attribute("value") == "100"
+    assert the_card.locator(".job-percent").inner_text().strip() == "100%"
+    assert the_card.locator(".job-state").inner_text().strip() == "succeeded"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-simulated.png"), full_page=True)
 
 
+def test_three_jobs_at_once_each_bar_follows_its_own_job(page: Any) -> None:
+    record(page)
+    specs = {
+        "a": Spec(step=5, interval_ms=250, fail_at=None, final="succeeded"),
+        "b": Spec(step=10, interval_ms=400, fail_at=None, final="succeeded"),
+        "c": Spec(step=4, interval_ms=250, fail_at=48, final="failed"),
+    }
+    ids = {name: start_simulated(page, s.step, s.interval_ms, s.fail_at) for name, s in specs.items()}
+    assert len(set(ids.values())) == 3
+    for name, spec in specs.items():
+        assert wait_state(page, ids[name], *FINAL_STATES) == spec.final, name
+    history = recorded(page)
+    for name, spec in specs.items():
+        values = assert_never_backwards(history, ids[name])
+        between = sorted({v for v in values if 0 < v < 100})
+        assert len(between) >= 2, f"job {name}: the bar did not advance step by step: {values}"
+        # Each bar moves by its own job's step: the bars do not mirror one another.
+        assert all(v % spec.step == 0 for v in between), f"job {name} (step {spec.step}): {values}"
+        assert history["jobs"][ids[name]]["states"][-1] == spec.final
+    assert bar_value(page, ids["a"]) == 100
+    assert bar_value(page, ids["b"]) == 100
+    failed = card(page, ids["c"])
+    assert bar_value(page, ids["c"]) == 48
+    assert failed.locator(".job-percent").inner_text().strip() == "48%"
+    assert "simulated failure at 48%" in failed.locator(".job-error").inner_text()
+
+
 def test_csv_upload_shows_the_profile_table(page: Any) -> None:
-    page.set_input_files("#csv-file", str(AIRPORTS))
-    page.click("#csv-start")
-    page.wait_for_selector("article.job[data-kind=csv_profile][data-state=succeeded]")
-    card = page.locator("article.job[data-kind=csv_profile][data-state=succeeded]").first
-    table = card.locator("table.profile-table")
+    job_id = upload_csv(page, str(AIRPORTS))
+    assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
+    table = card(page, job_id).locator("table.profile-table")
     names = table.locator("tbody tr td:first-child").all_inner_texts()
     assert [n.strip() for n in names] == ["iata", "name", "city", "state", "country", "latitude", "longitude"]
     assert "3,376" in table.locator("caption").inner_text() or "3376" in table.locator("caption").inner_text()
@@ -92,16 +287,21 @@ def test_csv_upload_shows_the_profile_table(page: Any) -> None:
     page.screenshot(path=str(ARTIFACTS / "dashboard-csv.png"), full_page=True)
 
 
+def test_binary_upload_shows_a_readable_error(page: Any) -> None:
+    job_id = upload_csv(page, [{"name": "photo.png", "mimeType": "image/png", "buffer": png_bytes()}])
+    assert wait_state(page, job_id, *FINAL_STATES) == "failed"
+    failed = card(page, job_id)
+    assert "photo.png" in failed.locator(".job-title").inner_text()
+    error = failed.locator(".job-error").inner_text()
+    assert "photo.png is not a CSV file we can read" in error
+    assert "binary content" in error
+    assert failed.locator("table.profile-table").count() == 0
+    assert page.locator("#csv-error").inner_text().strip() == ""
+
+
 def test_reload_mid_job_resumes_from_the_current_state(page: Any) -> None:
-    page.fill("#sim-step", "5")
-    page.fill("#sim-interval", "300")
-    page.click("#sim-start")
-    page.wait_for_selector("article.job[data-kind=simulated][data-state=running]")
-    card = page.locator("article.job[data-kind=simulated]").first
-    job_id = card.get_attribute("data-job-id")
-    page.wait_for_function(
-        "id => Number(document.querySelector(`article.job[data-job-id='${id}'] progress`).value) >= 25", arg=job_id
-    )
+    job_id = start_simulated(page, step=5, interval_ms=300)
+    wait_value_at_least(page, job_id, 25)
     page.reload()
     page.wait_for_selector("#conn-status[data-state=connected]")
     same = page.locator(f"article.job[data-job-id='{job_id}']")
@@ -109,3 +309,200 @@ def test_reload_mid_job_resumes_from_the_current_state(page: Any) -> None:
     assert float(same.locator("progress").get_attribute("value") or 0) >= 25  # never back to 0
     page.wait_for_selector(f"article.job[data-job-id='{job_id}'][data-state=succeeded]")
     assert same.locator(".job-percent").inner_text().strip() == "100%"
+
+
+def test_job_page_is_live_after_reload_and_after_a_dropped_socket(page: Any, stack: Stack) -> None:
+    job_id = start_simulated(page, step=4, interval_ms=400)
+    card(page, job_id).locator(".job-title a").click()
+    page.wait_for_url(f"{stack.http_url}/jobs/{job_id}/")
+    assert job_ids(page) == [job_id]
+    assert page.locator("h1").inner_text().startswith("Simulated job · " + job_id[:8])
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    wait_value_at_least(page, job_id, 24)
+
+    page.reload(wait_until="domcontentloaded")
+    assert bar_value(page, job_id) >= 24  # the server renders the current state: never back to 0
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    record(page)
+    assert bar_value(page, job_id) >= 24
+
+    page.evaluate("window.jobsApp.dropSocket()")
+    page.wait_for_function("() => window.__rec.conn.includes('reconnecting')")
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
+    history = recorded(page)
+    assert "reconnecting" in history["conn"], history["conn"]
+    assert history["conn"][-1] == "connected"
+    values = assert_never_backwards(history, job_id)
+    assert values[0] >= 24
+    assert values[-1] == 100
+    assert card(page, job_id).locator(".job-percent").inner_text().strip() == "100%"
+    assert card(page, job_id).locator(".job-elapsed").inner_text().strip() != ""
+
+
+def test_server_restart_shows_reconnecting_then_bars_catch_up(page: Any, stack: Stack, restore_web: None) -> None:
+    record(page)
+    slow = start_simulated(page, step=2, interval_ms=300)
+    quick = start_simulated(page, step=5, interval_ms=300)
+    for job_id in (slow, quick):
+        wait_value_at_least(page, job_id, 10)
+
+    stop_web(stack)  # a real drop: the server goes away; the workers keep the jobs running
+    page.wait_for_selector("#conn-status[data-state=reconnecting]")
+    # At least one reconnect attempt fails while the server is down (backoff, then retry).
+    page.wait_for_function("() => /attempt [2-9]/.test(document.getElementById('conn-status').textContent)")
+    values_while_down = {job_id: bar_value(page, job_id) for job_id in (slow, quick)}
+    start_web(stack)
+
+    page.wait_for_selector("#conn-status[data-state=connected]", timeout=60_000)
+    for job_id in (slow, quick):
+        assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
+    history = recorded(page)
+    conn = history["conn"]
+    assert "reconnecting" in conn, conn
+    assert conn.index("reconnecting") < len(conn) - 1 - conn[::-1].index("connected"), conn
+    for job_id in (slow, quick):
+        values = assert_never_backwards(history, job_id)
+        assert values[-1] == 100
+        assert values_while_down[job_id] in values
+
+
+def test_offline_then_online_reconnects_and_catches_up(page: Any) -> None:
+    record(page)
+    job_id = start_simulated(page, step=3, interval_ms=250)
+    wait_value_at_least(page, job_id, 9)
+    page.context.set_offline(True)
+    page.wait_for_selector("#conn-status[data-state=offline]")
+    frozen = bar_value(page, job_id)
+    page.context.set_offline(False)
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
+    history = recorded(page)
+    assert "offline" in history["conn"], history["conn"]
+    assert "reconnecting" in history["conn"], history["conn"]
+    values = assert_never_backwards(history, job_id)
+    assert frozen in values
+    assert values[-1] == 100
+
+
+def test_cancel_asks_first_and_the_cancelled_state_is_final(page: Any) -> None:
+    job_id = start_simulated(page, step=1, interval_ms=300)
+    wait_value_at_least(page, job_id, 3)
+    the_card = card(page, job_id)
+    button = the_card.locator("button.job-cancel")
+    dialog = page.locator("dialog#cancel-dialog")
+
+    button.click()
+    assert dialog.evaluate("d => d.open && d.matches(':modal')")
+    assert page.get_by_role("dialog", name=f"Cancel Simulated job · {job_id[:8]}?").is_visible()
+    page.keyboard.press("Escape")  # changed my mind: nothing is sent
+    assert not dialog.evaluate("d => d.open")
+    assert button.evaluate("b => document.activeElement === b")  # focus comes back to the button
+    assert the_card.get_attribute("data-state") == "running"
+
+    button.press("Enter")
+    page.get_by_role("button", name="Cancel job").click()
+    assert wait_state(page, job_id, *FINAL_STATES) == "cancelled"
+    value = bar_value(page, job_id)
+    assert 3 <= value < 100
+    assert the_card.locator("button.job-cancel").count() == 0
+    record(page)
+    page.wait_for_timeout(2_000)  # ten poll intervals: any late frame would show up here
+    history = recorded(page)["jobs"][job_id]
+    assert history == {"values": [value], "states": ["cancelled"]}, history
+    page.reload()
+    assert card(page, job_id).get_attribute("data-state") == "cancelled"
+    assert bar_value(page, job_id) == value
+
+
+def test_remote_job_shows_the_retry_notice_then_succeeds(page: Any) -> None:
+    before = set(job_ids(page))
+    page.fill("#remote-duration", "3")
+    page.fill("#remote-unavailable", "1")
+    page.click("#remote-start")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#jobs article.job').length > n", arg=len(before), timeout=30_000
+    )
+    (job_id,) = set(job_ids(page)) - before
+    assert card(page, job_id).get_attribute("data-kind") == "remote"
+    notice = card(page, job_id).locator(".job-retry")
+    notice.wait_for(state="visible", timeout=30_000)
+    assert "HTTP 503: temporarily unavailable — retry 2 of 5" in notice.inner_text()
+    assert wait_state(page, job_id, "succeeded", "failed") == "succeeded"
+    assert notice.is_hidden()
+    assert card(page, job_id).locator(".job-percent").inner_text().strip() == "100%"
+
+
+def test_dashboard_and_job_page_pass_axe(page: Any, stack: Stack) -> None:
+    axe_script()
+    profiled = upload_csv(page, str(AIRPORTS))
+    failing = start_simulated(page, step=20, interval_ms=100, fail_at=40)
+    running = start_simulated(page, step=1, interval_ms=300)
+    assert wait_state(page, failing, *FINAL_STATES) == "failed"
+    assert wait_state(page, profiled, *FINAL_STATES) == "succeeded"
+    wait_value_at_least(page, running, 2)
+    assert_accessible(page, "the dashboard")
+
+    card(page, running).locator("button.job-cancel").click()
+    assert_accessible(page, "the dashboard with the cancel dialog open")
+    page.get_by_role("button", name="Keep running").click()
+
+    page.goto(f"{stack.http_url}/jobs/{running}/")
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    assert_accessible(page, "a running job's page")
+    page.goto(f"{stack.http_url}/jobs/{failing}/")
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    assert_accessible(page, "a failed job's page")
+    page.goto(f"{stack.http_url}/jobs/{running}/")
+    page.locator("button.job-cancel").click()
+    page.get_by_role("button", name="Cancel job").click()
+    wait_state(page, running, "cancelled")
+
+
+def test_screenshots_for_the_docs(browser: Any, stack: Stack) -> None:
+    """docs/img/: the dashboard with jobs in every state, a job page, the dashboard on a phone."""
+    stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": SCREENS_USER[0], "DEMO_PASSWORD": SCREENS_USER[1]})
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page = log_in(browser, stack, *SCREENS_USER)
+    try:
+        assert wait_state(page, upload_csv(page, str(AIRPORTS)), *FINAL_STATES) == "succeeded"
+        done = start_simulated(page, step=25, interval_ms=100)
+        failed = start_simulated(page, step=5, interval_ms=150, fail_at=35)
+        cancelled = start_simulated(page, step=2, interval_ms=300)
+        wait_state(page, done, "succeeded")
+        wait_state(page, failed, "failed")
+        wait_value_at_least(page, cancelled, 10)
+        card(page, cancelled).locator("button.job-cancel").click()
+        page.get_by_role("button", name="Cancel job").click()
+        wait_state(page, cancelled, "cancelled")
+        slow = start_simulated(page, step=1, interval_ms=400)
+        steady = start_simulated(page, step=1, interval_ms=300)
+        wait_value_at_least(page, steady, 30)
+        page.reload()  # the server's order: active jobs first, then the history
+        page.wait_for_selector("#conn-status[data-state=connected]")
+        assert job_ids(page)[:2] == [steady, slow]
+        page.screenshot(path=str(DOCS_IMG / "dashboard.png"), full_page=True)
+
+        page.set_viewport_size({"width": 1000, "height": 560})  # full_page grows it to the content
+        page.goto(f"{stack.http_url}/jobs/{steady}/")
+        page.wait_for_selector("#conn-status[data-state=connected]")
+        assert wait_state(page, steady, "running") == "running"
+        page.screenshot(path=str(DOCS_IMG / "job-page.png"), full_page=True)
+    finally:
+        page.context.close()
+
+    phone = log_in(browser, stack, *SCREENS_USER, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+        phone.evaluate("window.scrollTo(0, document.getElementById('jobs-heading').getBoundingClientRect().top - 12)")
+        phone.screenshot(path=str(DOCS_IMG / "dashboard-phone.png"))
+        for job_id in (steady, slow):  # tidy up: no job of this test outlives it
+            cancel = card(phone, job_id).locator("button.job-cancel")
+            if cancel.count():
+                cancel.tap()
+                phone.get_by_role("button", name="Cancel job").tap()
+            assert wait_state(phone, job_id, *FINAL_STATES) in ("cancelled", "succeeded")
+    finally:
+        phone.context.close()
+    for name in ("dashboard.png", "job-page.png", "dashboard-phone.png"):
+        assert (DOCS_IMG / name).stat().st_size > 10_000, name

@@ -1,14 +1,19 @@
-"""HTTP views: the page and the upload endpoint's answers."""
+"""HTTP views: the dashboard, the job page and the upload endpoint's answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import uuid
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
-from tasks_app.models import Upload
+from tasks_app.models import Job, Upload
+from tasks_app.views import DASHBOARD_PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +64,63 @@ def test_upload_errors_are_json_with_a_message(client, logged_in, settings):
     no_csrf = post_file(logged_in, b"a\n1\n", csrf=False)
     assert (no_csrf.status_code, no_csrf.json()["code"]) == (403, "csrf_failed")
     assert Upload.objects.count() == 0
+
+
+def make_job(owner, *, state: str, minutes_ago: int, **fields):
+    params = {"step": 3, "interval_ms": 200}
+    job = Job.objects.create(owner=owner, kind="simulated", params=params, state=state, **fields)
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - dt.timedelta(minutes=minutes_ago))
+    return job
+
+
+def card_ids(response) -> list[str]:
+    return re.findall(r'<article class="job" data-job-id="([0-9a-f-]{36})"', response.content.decode())
+
+
+def test_dashboard_lists_active_jobs_first_then_history_paginated(logged_in, user, other_user):
+    finished = [make_job(user, state="succeeded", minutes_ago=i) for i in range(1, 23)]  # newest first
+    active = [
+        make_job(user, state="running", minutes_ago=30, progress_current=40, progress_total=100),
+        make_job(user, state="pending", minutes_ago=60),
+    ]
+    make_job(other_user, state="running", minutes_ago=0)
+    first = logged_in.get("/")
+    expected = [str(j.id) for j in active + finished]
+    assert card_ids(first) == expected[:DASHBOARD_PAGE_SIZE]
+    assert 'value="40"' in first.content.decode()  # rendered before any script runs
+    assert "page 1 of 2" in first.content.decode()
+    second = logged_in.get("/", {"page": 2})
+    assert card_ids(second) == expected[DASHBOARD_PAGE_SIZE:]
+    assert card_ids(logged_in.get("/", {"page": "junk"})) == card_ids(first)
+    assert card_ids(logged_in.get("/", {"page": 99})) == card_ids(second)
+    snapshots = json.loads(first.content.split(b'id="jobs-data" type="application/json">')[1].split(b"</script>")[0])
+    assert [s["id"] for s in snapshots] == expected[:DASHBOARD_PAGE_SIZE]
+    assert f'href="/jobs/{active[0].id}/"' in first.content.decode()
+
+
+def test_job_page_shows_the_users_job_and_404s_for_others(client, logged_in, user, other_user):
+    mine = make_job(user, state="running", minutes_ago=1, progress_current=55, progress_total=100)
+    theirs = make_job(other_user, state="running", minutes_ago=1)
+    assert client.get(f"/jobs/{mine.id}/").status_code == 302  # login required
+    page = logged_in.get(f"/jobs/{mine.id}/")
+    assert page.status_code == 200
+    assert card_ids(page) == [str(mine.id)]
+    body = page.content.decode()
+    assert 'value="55"' in body
+    assert "<h1" in body
+    config = json.loads(page.content.split(b'id="jobs-config" type="application/json">')[1].split(b"</script>")[0])
+    assert (config["mode"], config["jobId"]) == ("detail", str(mine.id))
+    for job_id in (theirs.id, uuid.uuid4()):
+        missing = logged_in.get(f"/jobs/{job_id}/")
+        assert missing.status_code == 404
+        assert str(job_id) not in missing.content.decode()
+        assert "no such job" in missing.content.decode()
+    assert logged_in.get("/jobs/not-a-uuid/").status_code == 404
+
+
+def test_job_page_shows_result_and_error_without_script(logged_in, user):
+    done = make_job(user, state="succeeded", minutes_ago=1, progress_current=100, progress_total=100)
+    Job.objects.filter(pk=done.pk).update(result={"steps": 34})
+    failed = make_job(user, state="failed", minutes_ago=1, error="simulated failure at 40%")
+    assert "&quot;steps&quot;: 34" in logged_in.get(f"/jobs/{done.id}/").content.decode()
+    assert "simulated failure at 40%" in logged_in.get(f"/jobs/{failed.id}/").content.decode()

@@ -1,10 +1,14 @@
 /*
- * Live job progress page: speaks "WebSocket protocol, version 1" of DESIGN.md.
+ * Live job pages (the dashboard at "/" and one job at "/jobs/<id>/"): they speak
+ * "WebSocket protocol, version 1" of DESIGN.md.
  *
- * One socket per page. On every (re)connect the page asks for the job list and
- * subscribes to every job that is not final, so snapshots catch it up after a gap.
- * Each job keeps the highest `seq` seen; older frames are dropped, so snapshots and
- * live events may arrive in any order without the display going backwards.
+ * The server renders every job on the page from its snapshot (#jobs-data), so a reload
+ * shows the current state at once; this script rebuilds those cards and follows them.
+ * One socket per page. On every (re)connect the page subscribes to every job on it that
+ * is not final (the snapshots catch it up after a gap), and the dashboard's first page
+ * also lists recent jobs to pick up ones started elsewhere. Each job keeps the highest
+ * `seq` seen; older frames are dropped, so snapshots and live events may arrive in any
+ * order without the display going backwards.
  * All data reaches the DOM through textContent / attributes, never innerHTML.
  */
 (function () {
@@ -16,18 +20,24 @@
     "job.accepted", "job.snapshot", "job.progress",
     "job.succeeded", "job.failed", "job.cancelled",
   ]);
-  const LIST_LIMIT = 50;
   const BACKOFF_INITIAL_MS = 500;
   const BACKOFF_MAX_MS = 10000;
+  const RESUBSCRIBE_DELAY_MS = 1000;
+  const TICK_MS = 1000;
+  const ANNOUNCE_DELAY_MS = 100;
   const CLOSE_TOO_BIG = 4400;
   const CLOSE_FLOOD = 4429;
   const SOCKET_OPEN = 1;
   const SHORT_ID_LENGTH = 8;
   const KIND_LABELS = { simulated: "Simulated job", csv_profile: "CSV profile", remote: "Remote job" };
   const SIM_FIELDS = { step: "sim-step", interval_ms: "sim-interval", fail_at: "sim-fail-at" };
+  const REMOTE_FIELDS = { duration_s: "remote-duration", unavailable_s: "remote-unavailable", fail: "remote-fail" };
+  const REMOTE_SERVICE = "demo";
   const UPLOAD_NAMES_KEY = "jobs.uploadNames";
 
   const config = readConfig();
+  const initialJobs = readJson("jobs-data", []);
+  const clockOffsetMs = config.serverNow ? Date.parse(config.serverNow) - Date.now() || 0 : 0;
   const el = {
     conn: document.getElementById("conn-status"),
     notice: document.getElementById("notice"),
@@ -39,9 +49,12 @@
     csvFile: document.getElementById("csv-file"),
     csvStart: document.getElementById("csv-start"),
     csvError: document.getElementById("csv-error"),
+    remoteForm: document.getElementById("remote-form"),
+    dialog: document.getElementById("cancel-dialog"),
+    dialogText: document.getElementById("cancel-dialog-text"),
   };
 
-  /** job id → {job, seq, createdMs, percent, cancelRequested, resultShown, nodes} */
+  /** job id → {job, seq, createdMs, percent, receivedMs, cancelRequested, resultShown, alert, nodes} */
   const jobs = new Map();
   /** request_id → {what: "list"|"subscribe"|"start"|"cancel", source?, jobId?, fileName?} */
   const requests = new Map();
@@ -50,27 +63,43 @@
   /** job ids this socket already follows (subscribed or started on it). */
   let following = new Set();
   const uploadNames = loadUploadNames();
+  /** Jobs created after this (server time, ms) are new to the first dashboard page. */
+  let newestAtLoad = 0;
 
   let socket = null;
   let attempt = 0;
   let reconnectTimer = null;
   let requestCounter = 0;
+  let dialogEntry = null;
+  let announceQueue = [];
+  let announceTimer = null;
 
   // ---------------------------------------------------------------- helpers
 
-  function readConfig() {
-    const node = document.getElementById("jobs-config");
-    let parsed = {};
+  function readJson(id, fallback) {
+    const node = document.getElementById(id);
     try {
-      parsed = JSON.parse(node ? node.textContent : "{}") || {};
+      const parsed = JSON.parse(node ? node.textContent : "null");
+      return parsed === null || parsed === undefined ? fallback : parsed;
     } catch (err) {
-      parsed = {};
+      return fallback;
     }
+  }
+
+  function readConfig() {
+    const parsed = readJson("jobs-config", {});
     return {
       wsPath: parsed.wsPath || "/ws/jobs/",
       uploadUrl: parsed.uploadUrl || "/uploads/",
+      jobUrl: parsed.jobUrl || "",
+      jobUrlPlaceholder: parsed.jobUrlPlaceholder || "",
       csrfToken: parsed.csrfToken || "",
       uploadMaxBytes: Number(parsed.uploadMaxBytes) || 0,
+      serverNow: parsed.serverNow || "",
+      mode: parsed.mode === "detail" ? "detail" : "dashboard",
+      page: Number(parsed.page) || 1,
+      pageSize: Number(parsed.pageSize) || 20,
+      jobId: parsed.jobId || null,
     };
   }
 
@@ -119,6 +148,15 @@
     return KIND_LABELS[kind] || String(kind || "job");
   }
 
+  function jobName(job) {
+    return kindLabel(job.kind) + " · " + shortId(job.id);
+  }
+
+  function jobUrl(id) {
+    if (!config.jobUrl || !config.jobUrlPlaceholder) return null;
+    return config.jobUrl.replace(config.jobUrlPlaceholder, encodeURIComponent(id));
+  }
+
   function isNumber(value) {
     return typeof value === "number" && Number.isFinite(value);
   }
@@ -133,9 +171,16 @@
     return String(value);
   }
 
+  /** Three significant figures at most, for rates. */
+  function formatRateNumber(value) {
+    if (value >= 100) return String(Math.round(value));
+    if (value >= 10) return String(parseFloat(value.toFixed(1)));
+    return String(parseFloat(value.toFixed(2)));
+  }
+
   function formatBytes(n) {
     if (!isNumber(n)) return "?";
-    if (n < 1024) return n + " bytes";
+    if (n < 1024) return Math.round(n) + " bytes";
     const units = ["KB", "MB", "GB"];
     let value = n / 1024;
     let unit = 0;
@@ -144,6 +189,32 @@
       unit += 1;
     }
     return (value >= 10 ? value.toFixed(0) : value.toFixed(1)) + " " + units[unit];
+  }
+
+  /** Units per second: bytes for CSV profiles, percent points for simulated jobs. */
+  function formatRate(kind, rate) {
+    if (kind === "csv_profile") return formatBytes(rate) + "/s";
+    if (kind === "simulated") return formatRateNumber(rate) + " %/s";
+    return formatRateNumber(rate) + " units/s";
+  }
+
+  /** A span of seconds for people: "<1 s", "42 s", "3 min 05 s", "1 h 02 min". */
+  function formatDuration(seconds) {
+    if (!isNumber(seconds) || seconds < 0) return "—";
+    if (seconds < 1) return "<1 s";
+    const s = Math.round(seconds);
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0") + " s";
+    return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
+  }
+
+  /** Elapsed time as a clock: "0:07", "12:30", "1:02:03". */
+  function formatClock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const hours = Math.floor(s / 3600);
+    const minutes = Math.floor((s % 3600) / 60);
+    const secs = String(s % 60).padStart(2, "0");
+    return hours > 0 ? hours + ":" + String(minutes).padStart(2, "0") + ":" + secs : minutes + ":" + secs;
   }
 
   function plural(n, word) {
@@ -160,6 +231,16 @@
   function parseTime(value) {
     const ms = value ? Date.parse(value) : NaN;
     return Number.isFinite(ms) ? ms : 0;
+  }
+
+  /** Now on the server's clock (the page carries the server's time when it was rendered). */
+  function serverNowMs() {
+    return Date.now() + clockOffsetMs;
+  }
+
+  function humanKey(key) {
+    const text = String(key).replace(/_/g, " ");
+    return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   function loadUploadNames() {
@@ -180,13 +261,19 @@
     }
   }
 
-  /** Speak a short sentence through the visually hidden live region. */
+  /**
+   * Speak short sentences through the visually hidden live region. Sentences queued
+   * together are spoken together, so a burst of changes never hides one of them.
+   */
   function announce(text) {
-    if (!el.announcer) return;
-    el.announcer.textContent = "";
-    window.setTimeout(() => {
-      el.announcer.textContent = text;
-    }, 50);
+    if (!el.announcer || !text) return;
+    announceQueue.push(text);
+    if (announceTimer !== null) return;
+    announceTimer = window.setTimeout(() => {
+      announceTimer = null;
+      el.announcer.textContent = announceQueue.join(" ");
+      announceQueue = [];
+    }, ANNOUNCE_DELAY_MS);
   }
 
   // ------------------------------------------------------- connection status
@@ -242,6 +329,7 @@
     });
   }
 
+  /** Backoff: 0.5 s doubling to 10 s, with jitter (half to all of the ceiling). */
   function scheduleReconnect() {
     window.clearTimeout(reconnectTimer);
     reconnectTimer = null;
@@ -262,7 +350,10 @@
       // Answers to requests of the old socket will never come.
       if (entry.what !== "start") requests.delete(rid);
     }
-    send({ type: "job.list", limit: LIST_LIMIT }, { what: "list" });
+    if (config.mode === "dashboard" && config.page === 1) {
+      send({ type: "job.list", limit: config.pageSize }, { what: "list" });
+    }
+    for (const entry of jobs.values()) subscribe(entry.job.id);
     for (const [rid, frame] of pendingStarts) {
       socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
     }
@@ -290,6 +381,15 @@
     requests.set(rid, purpose);
     socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
     return rid;
+  }
+
+  /** Follow a job that is not final yet: its snapshot comes back, then its live frames. */
+  function subscribe(id) {
+    const entry = jobs.get(id);
+    if (!entry || FINAL_STATES.has(entry.job.state) || following.has(id)) return;
+    if (send({ type: "job.subscribe", job_id: id }, { what: "subscribe", jobId: id }) !== null) {
+      following.add(id);
+    }
   }
 
   window.addEventListener("online", () => {
@@ -336,7 +436,8 @@
   function onJobFrame(frame, rid, purpose) {
     const job = frame.job;
     if (!job || typeof job.id !== "string") return;
-    if (frame.type === "job.accepted" && purpose && purpose.what === "start") {
+    const started = frame.type === "job.accepted" && purpose && purpose.what === "start";
+    if (started) {
       pendingStarts.delete(rid);
       following.add(job.id);
       if (purpose.fileName) rememberUploadName(job.id, purpose.fileName);
@@ -346,20 +447,20 @@
       const entry = jobs.get(job.id);
       if (entry) entry.cancelRequested = false;
     }
-    upsertJob(job);
+    upsertJob(job, started);
     const entry = jobs.get(job.id);
     if (entry && purpose && purpose.what === "cancel") renderJob(entry);
   }
 
+  /** First dashboard page: take in jobs started elsewhere (other tabs, scripts). */
   function onJobList(frame) {
     const list = Array.isArray(frame.jobs) ? frame.jobs : [];
-    for (const job of list) upsertJob(job);
-    for (const entry of jobs.values()) {
-      const id = entry.job.id;
-      if (!FINAL_STATES.has(entry.job.state) && !following.has(id)) {
-        following.add(id);
-        send({ type: "job.subscribe", job_id: id }, { what: "subscribe", jobId: id });
-      }
+    // Oldest first, so each new card goes in above the older ones.
+    for (const job of list.slice().reverse()) {
+      if (!job || typeof job.id !== "string") continue;
+      const isNew = !FINAL_STATES.has(job.state) || parseTime(job.created_at) > newestAtLoad;
+      upsertJob(job, isNew);
+      subscribe(job.id);
     }
   }
 
@@ -372,16 +473,23 @@
       if (purpose.source === "csv") {
         showCsvError(message, fields);
       } else {
-        markSimFields(fields);
+        markFields(purpose.source === "remote" ? REMOTE_FIELDS : SIM_FIELDS, fields);
         showNotice(message, fields);
       }
       return;
+    }
+    if (purpose && purpose.what === "subscribe") {
+      following.delete(purpose.jobId);
+      if (frame.code === "rate_limited") {
+        // Many jobs on a page can exceed the burst after quick reconnects: try again soon.
+        window.setTimeout(() => subscribe(purpose.jobId), RESUBSCRIBE_DELAY_MS);
+        return;
+      }
     }
     if (purpose && (purpose.what === "cancel" || purpose.what === "subscribe")) {
       const entry = jobs.get(purpose.jobId);
       if (entry) {
         if (purpose.what === "cancel") entry.cancelRequested = false;
-        else following.delete(purpose.jobId);
         entry.alert = message;
         renderJob(entry);
         return;
@@ -415,8 +523,7 @@
   }
 
   function showNotice(message, fields) {
-    if (!el.notice) return;
-    fillMessage(el.notice, message, fields);
+    if (el.notice) fillMessage(el.notice, message, fields);
   }
 
   function clearNotice() {
@@ -430,24 +537,32 @@
   function clearSourceError(source) {
     if (source === "csv") {
       showCsvError("");
-    } else if (source === "simulated") {
-      markSimFields(null);
+    } else {
+      markFields(source === "remote" ? REMOTE_FIELDS : SIM_FIELDS, null);
       clearNotice();
     }
   }
 
-  function markSimFields(fields) {
-    for (const [name, id] of Object.entries(SIM_FIELDS)) {
+  /** Mark the inputs named in an invalid_params answer ("payload.duration_s" → duration_s). */
+  function markFields(fieldIds, fields) {
+    const byName = {};
+    if (fields) {
+      for (const [key, messages] of Object.entries(fields)) {
+        byName[key.split(".").pop()] = messages;
+      }
+    }
+    for (const [name, id] of Object.entries(fieldIds)) {
       const input = document.getElementById(id);
       if (!input) continue;
       const errId = id + "-error";
       let errNode = document.getElementById(errId);
-      const messages = fields && fields[name];
+      const messages = byName[name];
       if (messages) {
         const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
         if (!errNode) {
           errNode = h("p", { id: errId, className: "field-error" });
-          input.insertAdjacentElement("afterend", errNode);
+          const anchor = input.type === "checkbox" && input.labels && input.labels[0] ? input.labels[0] : input;
+          anchor.insertAdjacentElement("afterend", errNode);
         }
         errNode.textContent = text;
         input.setAttribute("aria-invalid", "true");
@@ -465,28 +580,39 @@
   /**
    * Take a job object into the page unless it is stale.
    * A frame is dropped when its seq is lower than the highest seen, or equal to it
-   * for a job the page already knows.
+   * for a job the page already knows. Unknown jobs are added only when `allowNew`.
    */
-  function upsertJob(job) {
+  function upsertJob(job, allowNew) {
     if (!job || typeof job.id !== "string") return;
     const seq = Number(job.seq);
     const existing = jobs.get(job.id);
     if (existing) {
       if (!(seq > existing.seq)) return;
       if (FINAL_STATES.has(existing.job.state) && !FINAL_STATES.has(job.state)) return;
-      const before = existing.job.state;
+      const before = existing.job;
       existing.job = job;
       existing.seq = seq;
-      if (before !== job.state) existing.alert = null;
+      existing.receivedMs = Date.now();
+      if (before.state !== job.state) existing.alert = null;
       renderJob(existing);
-      if (before !== job.state && FINAL_STATES.has(job.state)) announceFinal(existing);
+      announceChange(existing, before);
       return;
     }
+    if (!allowNew) return;
+    const entry = addEntry(job);
+    insertCard(entry);
+    renderJob(entry);
+    if (el.empty) el.empty.hidden = true;
+  }
+
+  function addEntry(job) {
+    const seq = Number(job.seq);
     const entry = {
       job,
       seq: Number.isFinite(seq) ? seq : -Infinity,
       createdMs: parseTime(job.created_at),
       percent: null,
+      receivedMs: Date.now(),
       cancelRequested: false,
       resultShown: false,
       alert: null,
@@ -494,20 +620,32 @@
     };
     jobs.set(job.id, entry);
     entry.nodes = buildCard(entry);
-    insertCard(entry);
-    renderJob(entry);
-    if (el.empty) el.empty.hidden = true;
+    return entry;
   }
 
-  function announceFinal(entry) {
+  function retryKey(job) {
+    const r = job.retrying;
+    return r && typeof r === "object" ? String(r.attempt) + "/" + String(r.max_attempts) : "";
+  }
+
+  /** Tell screen readers what changed: the state, or a new retry; never every progress tick. */
+  function announceChange(entry, before) {
     const job = entry.job;
-    const name = kindLabel(job.kind) + " " + shortId(job.id);
-    const text = {
-      succeeded: name + " succeeded.",
-      failed: name + " failed" + (job.error ? ": " + errorText(job.error) : "."),
-      cancelled: name + " was cancelled.",
-    }[job.state];
-    if (text) announce(text);
+    const name = jobName(job);
+    if (before.state !== job.state) {
+      const text = {
+        running: name + " is running.",
+        cancelling: name + " is being cancelled.",
+        succeeded: name + " succeeded.",
+        failed: name + " failed" + (job.error ? ": " + errorText(job.error) : "."),
+        cancelled: name + " was cancelled.",
+      }[job.state];
+      announce(text);
+    }
+    const key = retryKey(job);
+    if (key && key !== retryKey(before) && !FINAL_STATES.has(job.state)) {
+      announce(name + ": " + retryText(job.retrying, 0));
+    }
   }
 
   function insertCard(entry) {
@@ -525,33 +663,51 @@
 
   function buildCard(entry) {
     const job = entry.job;
+    const detail = config.mode === "detail";
     const titleId = "job-title-" + job.id;
-    const title = h("h3", { id: titleId, className: "job-title" });
+    const url = detail ? null : jobUrl(job.id);
+    const titleText = h("span", { className: "job-title-text" });
+    const title = h(detail ? "h1" : "h3", { id: titleId, className: "job-title" },
+      url ? h("a", { href: url }, titleText) : titleText);
     const state = h("span", { className: "job-state" });
     const created = h("time", { className: "job-created" });
-    const progress = h("progress", {
-      className: "job-progress",
-      max: "100",
-      "aria-label": "Progress of " + job.kind + " job " + shortId(job.id),
-    });
+    const params = h("span", { className: "job-params" });
+    const progress = h("progress", { className: "job-progress", max: "100" });
     const percent = h("span", { className: "job-percent" });
     const counts = h("span", { className: "job-counts" });
-    const message = h("span", { className: "job-message" });
+    const stat = (label, cls) => {
+      const value = h("dd", { className: cls });
+      const item = h("div", { className: "job-stat" }, h("dt", { text: label }), value);
+      return { item, value };
+    };
+    const elapsed = stat("Elapsed", "job-elapsed");
+    const rate = stat("Rate", "job-rate");
+    const eta = stat("ETA", "job-eta");
+    const message = h("p", { className: "job-message" });
+    const retry = h("p", { className: "job-retry" });
     const actions = h("div", { className: "job-actions" });
     const alert = h("p", { className: "job-alert", role: "alert" });
     const card = h(
       "article",
       { className: "job", "data-job-id": job.id, "aria-labelledby": titleId },
       h("div", { className: "job-head" }, title, state),
-      created,
+      h("p", { className: "job-meta" }, created, params),
       progress,
       h("div", { className: "job-figures" }, percent, counts),
+      h("dl", { className: "job-stats" }, elapsed.item, rate.item, eta.item),
       message,
+      retry,
       actions,
       alert,
     );
-    return { card, title, state, created, progress, percent, counts, message, actions, alert,
-      cancel: null, result: null, error: null };
+    const nodes = { card, titleText, state, created, params, progress, percent, counts,
+      elapsed: elapsed.value, rate: rate.value, rateItem: rate.item, eta: eta.value, etaItem: eta.item,
+      message, retry, actions, alert, cancel: null, result: null, error: null, details: null };
+    if (detail) {
+      nodes.details = h("dl", { className: "job-details" });
+      card.insertBefore(nodes.details, actions);
+    }
+    return nodes;
   }
 
   /** Bring one card in line with entry.job, touching only what changed. */
@@ -563,22 +719,46 @@
     n.card.dataset.state = state;
     n.card.dataset.kind = String(job.kind || "");
 
-    let title = kindLabel(job.kind) + " · " + shortId(job.id);
+    let title = jobName(job);
     if (uploadNames[job.id]) title += " · " + uploadNames[job.id];
-    setText(n.title, title);
+    setText(n.titleText, title);
     setText(n.state, state);
+    n.progress.setAttribute("aria-label", "Progress of " + title);
 
     if (job.created_at && n.created.getAttribute("datetime") !== job.created_at) {
       n.created.setAttribute("datetime", job.created_at);
       const date = new Date(job.created_at);
       setText(n.created, Number.isNaN(date.getTime()) ? "" : "Created " + date.toLocaleString());
     }
+    const summary = paramsSummary(job);
+    setText(n.params, summary ? " · " + summary : "");
 
     renderProgress(entry);
+    renderTimes(entry);
     renderCancel(entry, state);
     renderOutcome(entry, state);
+    if (n.details) renderDetails(entry);
     setText(n.alert, entry.alert || "");
     n.alert.hidden = !entry.alert;
+  }
+
+  function paramsSummary(job) {
+    const p = job.params && typeof job.params === "object" ? job.params : null;
+    if (!p) return "";
+    if (job.kind === "simulated" && isNumber(p.step) && isNumber(p.interval_ms)) {
+      return "step " + p.step + "% every " + p.interval_ms + " ms" +
+        (isNumber(p.fail_at) ? ", fails at " + p.fail_at + "%" : "");
+    }
+    if (job.kind === "remote" && p.payload && typeof p.payload === "object") {
+      const parts = [String(p.service || "service")];
+      if (isNumber(p.payload.duration_s)) parts.push(p.payload.duration_s + " s");
+      if (p.payload.fail) parts.push("fails");
+      if (isNumber(p.payload.unavailable_s) && p.payload.unavailable_s > 0) {
+        parts.push("unavailable " + p.payload.unavailable_s + " s");
+      }
+      return parts.join(", ");
+    }
+    return "";
   }
 
   function renderProgress(entry) {
@@ -594,7 +774,7 @@
 
     if (percent === null) {
       if (n.progress.hasAttribute("value")) n.progress.removeAttribute("value");
-      setText(n.percent, "");
+      setText(n.percent, FINAL_STATES.has(entry.job.state) ? "" : "working…");
     } else {
       const value = String(Math.round(percent * 100) / 100);
       if (n.progress.getAttribute("value") !== value) n.progress.setAttribute("value", value);
@@ -603,11 +783,54 @@
 
     const current = progress.current;
     const total = progress.total;
+    const bytes = entry.job.kind === "csv_profile";
+    const show = (v) => (bytes ? formatBytes(v) : formatNumber(v));
     let counts = "";
-    if (isNumber(current) && isNumber(total)) counts = current + " / " + total;
-    else if (isNumber(current)) counts = String(current);
+    if (isNumber(current) && isNumber(total)) counts = show(current) + (bytes ? " of " : " / ") + show(total);
+    else if (isNumber(current)) counts = show(current) + " (total unknown)";
     setText(n.counts, counts);
     setText(n.message, progress.message || "");
+  }
+
+  /** The parts that move with the clock: elapsed time, ETA and retry countdowns, rate. */
+  function renderTimes(entry) {
+    const n = entry.nodes;
+    const job = entry.job;
+    const progress = job.progress || {};
+    const final = FINAL_STATES.has(job.state);
+    const startedMs = parseTime(job.started_at);
+    const endMs = final ? parseTime(job.finished_at) || serverNowMs() : serverNowMs();
+    if (startedMs) {
+      setText(n.elapsed, formatClock((endMs - startedMs) / 1000));
+    } else {
+      setText(n.elapsed, final ? "—" : "not started");
+    }
+
+    // rate and eta_seconds are computed by the server; older servers do not send them.
+    n.rateItem.hidden = !("rate" in progress);
+    setText(n.rate, isNumber(progress.rate) ? formatRate(job.kind, progress.rate) : "—");
+    n.etaItem.hidden = final || !("eta_seconds" in progress);
+    if (!final) {
+      const sinceMs = Date.now() - entry.receivedMs;
+      const eta = isNumber(progress.eta_seconds) && job.state === "running"
+        ? Math.max(0, progress.eta_seconds - sinceMs / 1000) : null;
+      setText(n.eta, eta === null ? "—" : formatDuration(eta));
+    }
+
+    const retrying = job.retrying && typeof job.retrying === "object" && !final ? job.retrying : null;
+    setText(n.retry, retrying ? retryText(retrying, Date.now() - entry.receivedMs) : "");
+    n.retry.hidden = !retrying;
+  }
+
+  /** "service unavailable — retry 2 of 5 in 1.0 s", counting down from when it arrived. */
+  function retryText(retrying, sinceMs) {
+    const reason = retrying.reason ? String(retrying.reason) : "retrying";
+    let text = reason + " — retry " + formatNumber(retrying.attempt) + " of " + formatNumber(retrying.max_attempts);
+    if (isNumber(retrying.next_attempt_in_s)) {
+      const left = retrying.next_attempt_in_s - sinceMs / 1000;
+      text += left > 0 ? " in " + left.toFixed(1) + " s" : " now";
+    }
+    return text;
   }
 
   function renderCancel(entry, state) {
@@ -627,18 +850,53 @@
     }
     if (!n.cancel) {
       n.cancel = h("button", { type: "button", className: "job-cancel" });
-      n.cancel.addEventListener("click", () => requestCancel(entry));
+      n.cancel.addEventListener("click", () => confirmCancel(entry));
       n.actions.append(n.cancel);
     }
     const cancelling = state === "cancelling" || entry.cancelRequested;
     n.cancel.disabled = cancelling;
     setText(n.cancel, cancelling ? "Cancelling…" : "Cancel");
-    n.cancel.setAttribute("aria-label",
-      (cancelling ? "Cancelling " : "Cancel ") + entry.job.kind + " job " + shortId(entry.job.id));
+    n.cancel.setAttribute("aria-label", (cancelling ? "Cancelling " : "Cancel ") + jobName(entry.job));
   }
 
-  function requestCancel(entry) {
+  /** Ask first: a modal <dialog> (window.confirm where <dialog> is missing). */
+  function confirmCancel(entry) {
+    const question = "Cancel " + jobName(entry.job) + "?";
+    if (!el.dialog || typeof el.dialog.showModal !== "function") {
+      if (window.confirm(question)) sendCancel(entry);
+      return;
+    }
+    if (el.dialog.open) return;
+    dialogEntry = entry;
+    const title = document.getElementById("cancel-dialog-title");
+    if (title) setText(title, question);
+    if (el.dialogText) {
+      setText(el.dialogText, "The work stops and the job ends “cancelled”. This cannot be undone.");
+    }
+    el.dialog.returnValue = "";
+    el.dialog.showModal();
+  }
+
+  function onDialogClose() {
+    const entry = dialogEntry;
+    dialogEntry = null;
+    if (!entry) return;
+    if (el.dialog.returnValue === "confirm") sendCancel(entry);
+    const button = entry.nodes.cancel;
+    if (button && button.isConnected && !button.disabled) button.focus();
+    else if (entry.nodes.card.isConnected) {
+      entry.nodes.card.setAttribute("tabindex", "-1");
+      entry.nodes.card.focus();
+    }
+  }
+
+  function sendCancel(entry) {
     const id = entry.job.id;
+    if (FINAL_STATES.has(entry.job.state)) {
+      entry.alert = "Nothing to cancel: the job already " + entry.job.state + ".";
+      renderJob(entry);
+      return;
+    }
     const rid = send({ type: "job.cancel", job_id: id }, { what: "cancel", jobId: id });
     if (rid === null) {
       entry.alert = "Not connected: try again when the connection is back.";
@@ -655,13 +913,13 @@
     if (state === "succeeded" && !entry.resultShown) {
       entry.resultShown = true;
       n.result = buildResult(job);
-      n.card.insertBefore(n.result, n.actions);
+      n.card.insertBefore(n.result, n.details || n.actions);
     }
     if (state === "failed") {
       const text = job.error ? errorText(job.error) : "The job failed.";
       if (!n.error) {
-        n.error = h("p", { className: "job-error", role: "alert" });
-        n.card.insertBefore(n.error, n.actions);
+        n.error = h("p", { className: "job-error" });
+        n.card.insertBefore(n.error, n.details || n.actions);
       }
       setText(n.error, text);
     }
@@ -677,7 +935,32 @@
     }
   }
 
+  function renderDetails(entry) {
+    const job = entry.job;
+    const rows = [["Kind", job.kind], ["Id", job.id]];
+    for (const [label, key] of [["Created", "created_at"], ["Started", "started_at"], ["Finished", "finished_at"]]) {
+      const ms = parseTime(job[key]);
+      rows.push([label, ms ? new Date(ms).toLocaleString() : "—"]);
+    }
+    let params = "";
+    try {
+      params = JSON.stringify(job.params === undefined ? null : job.params);
+    } catch (err) {
+      params = String(job.params);
+    }
+    rows.push(["Parameters", params]);
+    const key = JSON.stringify(rows);
+    if (entry.nodes.details.dataset.key === key) return;
+    entry.nodes.details.dataset.key = key;
+    entry.nodes.details.replaceChildren(...rows.map(([label, value]) =>
+      h("div", { className: "job-detail" }, h("dt", { text: label }), h("dd", { text: value }))));
+  }
+
   // ---------------------------------------------------------------- results
+
+  function isPlain(value) {
+    return value === null || ["string", "number", "boolean"].includes(typeof value);
+  }
 
   function buildResult(job) {
     const box = h("div", { className: "job-result" });
@@ -685,6 +968,10 @@
     if (job.kind === "csv_profile" && result && typeof result === "object" &&
         Array.isArray(result.columns)) {
       box.append(buildProfile(job, result));
+    } else if (result && typeof result === "object" && !Array.isArray(result) &&
+               Object.values(result).every(isPlain)) {
+      box.append(h("dl", { className: "job-result-summary" }, ...Object.entries(result).map(([k, v]) =>
+        h("div", null, h("dt", { text: humanKey(k) }), h("dd", { text: formatNumber(v) })))));
     } else if (result !== null && result !== undefined) {
       let text;
       try {
@@ -692,7 +979,7 @@
       } catch (err) {
         text = String(result);
       }
-      box.append(h("pre", { className: "job-result-json", text }));
+      box.append(h("pre", { className: "job-result-json", tabindex: "0", "aria-label": "Result", text }));
     } else {
       box.append(h("p", { className: "job-result-empty", text: "Done." }));
     }
@@ -747,7 +1034,7 @@
       className: "table-wrap",
       tabindex: "0",
       role: "region",
-      "aria-label": "Profile of " + kindLabel(job.kind) + " " + shortId(job.id),
+      "aria-label": "Profile of " + jobName(job),
     }, table));
 
     const samples = Array.isArray(result.bad_row_samples) ? result.bad_row_samples : [];
@@ -791,13 +1078,27 @@
   function onSimSubmit(event) {
     event.preventDefault();
     clearNotice();
-    markSimFields(null);
+    markFields(SIM_FIELDS, null);
     const params = {};
     for (const [name, id] of Object.entries(SIM_FIELDS)) {
       const value = readInt(document.getElementById(id));
       if (value !== undefined) params[name] = value;
     }
     if (!startJob("simulated", params, "simulated")) {
+      showNotice("Not connected: the job will start when the connection is back.");
+    }
+  }
+
+  function onRemoteSubmit(event) {
+    event.preventDefault();
+    clearNotice();
+    markFields(REMOTE_FIELDS, null);
+    const payload = { fail: Boolean(document.getElementById(REMOTE_FIELDS.fail).checked) };
+    for (const name of ["duration_s", "unavailable_s"]) {
+      const value = readInt(document.getElementById(REMOTE_FIELDS[name]));
+      if (value !== undefined) payload[name] = value;
+    }
+    if (!startJob("remote", { service: REMOTE_SERVICE, payload }, "remote")) {
       showNotice("Not connected: the job will start when the connection is back.");
     }
   }
@@ -860,9 +1161,40 @@
 
   // ------------------------------------------------------------------- start
 
+  /** Replace the server-rendered cards with live ones built from the same snapshots. */
+  function adoptInitialJobs() {
+    for (const job of Array.isArray(initialJobs) ? initialJobs : []) {
+      if (!job || typeof job.id !== "string" || jobs.has(job.id)) continue;
+      const entry = addEntry(job);
+      newestAtLoad = Math.max(newestAtLoad, entry.createdMs);
+      const rendered = Array.from(el.jobs.children).find((node) => node.dataset.jobId === job.id);
+      if (rendered) rendered.replaceWith(entry.nodes.card);
+      else el.jobs.append(entry.nodes.card);
+      renderJob(entry);
+    }
+  }
+
+  function tick() {
+    for (const entry of jobs.values()) {
+      if (!FINAL_STATES.has(entry.job.state)) renderTimes(entry);
+    }
+  }
+
+  if (el.jobs) adoptInitialJobs();
   if (el.simForm) el.simForm.addEventListener("submit", onSimSubmit);
   if (el.csvForm) el.csvForm.addEventListener("submit", onCsvSubmit);
+  if (el.remoteForm) el.remoteForm.addEventListener("submit", onRemoteSubmit);
+  if (el.dialog) el.dialog.addEventListener("close", onDialogClose);
   if (el.empty) el.empty.hidden = jobs.size > 0;
+  window.setInterval(tick, TICK_MS);
+
+  /** A small hook for tests and debugging: drop the socket as a network failure would. */
+  window.jobsApp = Object.freeze({
+    dropSocket() {
+      if (socket !== null) socket.close();
+    },
+  });
+
   setConn("connecting");
   connect();
 })();
