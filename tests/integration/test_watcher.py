@@ -112,13 +112,15 @@ class Watcher:
                 return line
 
     def finish(self) -> Result:
+        rest = ""
         try:
-            out, _ = self.proc.communicate(timeout=COMMAND_TIMEOUT_S)
+            # communicate() reads stderr too, racing the reader thread: keep what it got.
+            out, rest = self.proc.communicate(timeout=COMMAND_TIMEOUT_S)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
         self.reader.join(10)
-        return Result(self.proc.returncode, out, "".join(self.err))
+        return Result(self.proc.returncode, out, "".join(self.err) + (rest or ""))
 
 
 def test_start_watch_runs_to_succeeded_and_prints_the_result(stack: Stack) -> None:
