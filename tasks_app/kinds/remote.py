@@ -81,16 +81,26 @@ class ServiceConfig(BaseModel):
     backoff_max_ms: int = Field(30_000, ge=10)
 
 
+_validated: tuple[object, dict[str, ServiceConfig]] | None = None
+
+
 def service_configs() -> dict[str, ServiceConfig]:
-    """Every configured service, validated; raises ``ImproperlyConfigured`` naming the bad
-    entry and field."""
+    """Every configured service, validated once per ``settings.REMOTE_SERVICES`` object (polls
+    call this; they do not re-validate). Raises ``ImproperlyConfigured`` naming the bad entry
+    and field; it is first called when this module is imported, so a bad entry stops every
+    process at start-up."""
+    global _validated
+    raw = settings.REMOTE_SERVICES
+    if _validated is not None and _validated[0] is raw:
+        return _validated[1]
     configs = {}
-    for name, raw in settings.REMOTE_SERVICES.items():
+    for name, entry in raw.items():
         try:
-            configs[name] = ServiceConfig.model_validate(raw)
+            configs[name] = ServiceConfig.model_validate(entry)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ImproperlyConfigured(f"REMOTE_SERVICES[{name!r}] is invalid: {problems}") from None
+    _validated = (raw, configs)
     return configs
 
 
@@ -303,3 +313,4 @@ class RemoteKind(JobKind):
 
 
 KIND = register(RemoteKind())
+service_configs()  # a bad REMOTE_SERVICES entry stops the process here, at start-up
