@@ -38,10 +38,36 @@ task_send_sent_event = True
 task_default_queue = QUEUE_JOBS
 # Work tasks of job kinds (``tasks_app.kind.<name>``) are sent to the queue their kind names
 # (``job_kind(queue=...)``, default ``jobs``) by ``services.job_run``.
+# ``run_job`` is short (mark running, dispatch the work, schedule poll 0): it runs on the
+# progress queue so a job starts at once even while every ``jobs`` slot holds long work.
 task_routes = {
-    "tasks_app.run_job": {"queue": QUEUE_JOBS},
+    "tasks_app.run_job": {"queue": QUEUE_PROGRESS},
     "tasks_app.poll_job": {"queue": QUEUE_PROGRESS},
+    "tasks_app.supervise": {"queue": QUEUE_PROGRESS},
+    "tasks_app.housekeep": {"queue": QUEUE_PROGRESS},
+    "celery.backend_cleanup": {"queue": QUEUE_PROGRESS},
 }
+
+# The supervisor (DESIGN.md "Supervision and recovery"): ``celery beat`` sends it to the
+# progress queue. Its messages expire after one interval: passes queued while no progress
+# worker ran are dropped instead of running in a burst when one comes back. The schedule is
+# held in memory (``celery.beat:Scheduler``, not the shelve file of ``PersistentScheduler``):
+# a pass a restart forgets costs nothing, since every pass decides from the database.
+beat_scheduler = "celery.beat:Scheduler"
+beat_schedule = {
+    "supervise": {
+        "task": "tasks_app.supervise",
+        "schedule": settings.SUPERVISOR_INTERVAL_S,
+        "options": {"expires": settings.SUPERVISOR_INTERVAL_S},
+    },
+    "housekeep": {
+        "task": "tasks_app.housekeep",
+        "schedule": settings.HOUSEKEEPING_INTERVAL_S,
+        "options": {"expires": settings.HOUSEKEEPING_INTERVAL_S},
+    },
+}
+#: Celery results (django-celery-results rows) older than this are deleted by housekeeping.
+result_expires = settings.RESULT_EXPIRES_S
 
 # A task is acknowledged after it ran, so a worker that dies mid-task hands it to another;
 # every task of the project is idempotent (polls carry their sequence number).

@@ -229,6 +229,20 @@ WS_RATE_STRIKES_BEFORE_CLOSE = 20
 #: How many jobs one user may have pending/running/cancelling at once.
 JOBS_MAX_ACTIVE_PER_USER = 20
 
+# Supervision and recovery (DESIGN.md; README "Reliability").
+#: Seconds between two passes of the supervisor (``celery beat`` → task ``tasks_app.supervise``).
+SUPERVISOR_INTERVAL_S = _env_int("SUPERVISOR_INTERVAL_S", 2, minimum=1)
+#: A work task whose last heartbeat is older than this many seconds is lost (its worker died):
+#: the job runs again, up to its kind's ``max_attempts``. Work tasks beat every fifth of it.
+JOB_HEARTBEAT_TIMEOUT_S = _env_int("JOB_HEARTBEAT_TIMEOUT_S", 10, minimum=2)
+#: Seconds between two housekeeping passes (expired Celery results, orphan uploads, stale
+#: recorded progress).
+HOUSEKEEPING_INTERVAL_S = 3600
+#: Celery task results (the admin's "Task results") are kept this many seconds.
+RESULT_EXPIRES_S = 7 * 24 * 3600
+#: An upload that no job refers to is deleted this many seconds after it was made.
+UPLOAD_ORPHAN_MAX_AGE_S = 24 * 3600
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
