@@ -117,7 +117,8 @@ REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis' layer, made to survive idle periods and Redis restarts.
+        "BACKEND": "realtime.layers.ResilientRedisChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             # A socket that stops reading loses frames, never blocks the sender: the

@@ -113,6 +113,22 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if job["id"] in self.following:
             self.following[job["id"]] = max(self.following[job["id"]], job["seq"])
 
+    async def layer_reconnected(self, event: dict[str, Any]) -> None:
+        """Channel-layer event ``layer.reconnected``: Redis was away or lost its data, so the
+        group memberships may be gone and events missed. Join every followed job's group
+        again, then re-read each job and forward it like a live event (stale ones drop)."""
+        for job_id in list(self.following):
+            try:
+                await self.channel_layer.group_add(messaging.job_group(job_id), self.channel_name)
+                job = await _snapshot(self.user, job_id)
+            except JobNotFound:
+                self.following.pop(job_id, None)
+                continue
+            except Exception as exc:
+                logger.warning("socket of user %s: job %s not resynced after reconnect: %s", self.user.pk, job_id, exc)
+                continue
+            await self.job_event(messaging.job_event(job))
+
     async def job_event(self, event: dict[str, Any]) -> None:
         """Channel-layer event ``job.event``: forward it unless stale, then stop after final."""
         job = event["job"]

@@ -31,6 +31,8 @@ from typing import Any, Final
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from realtime.layers import REDIS_ERRORS
+
 logger = logging.getLogger(__name__)
 
 #: Event type consumers handle (``job.event`` → ``job_event``).
@@ -127,5 +129,7 @@ def send_job_event(job: dict[str, Any]) -> None:
             _get_worker_loop().run(layer.group_send(group, event), SEND_TIMEOUT_S)
         else:
             async_to_sync(layer.group_send)(group, event)
+    except REDIS_ERRORS as exc:
+        logger.warning("group_send to %s failed (%s); clients catch up from the snapshot", group, exc)
     except Exception:
         logger.exception("group_send to %s failed; clients catch up from the snapshot", group)

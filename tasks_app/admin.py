@@ -82,6 +82,20 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "Celery",
             {"fields": ("task_results_link", "celery_task_id", "work_task_id", "seq", "poll_seq", "kind_state")},
         ),
+        (
+            "Supervision",
+            {
+                "fields": (
+                    "attempt",
+                    "work_sends",
+                    "work_dispatched_at",
+                    "work_started_at",
+                    "heartbeat_at",
+                    "chain_at",
+                    "cancel_requested_at",
+                )
+            },
+        ),
         ("Times", {"fields": ("created_at", "started_at", "finished_at")}),
     )
     # Every field is machine-written; the computed ones must be listed for the view-only page.

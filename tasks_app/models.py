@@ -121,6 +121,37 @@ class Job(models.Model):
         verbose_name="work task id",
         help_text="Celery id of the task doing the work, for kinds that run one.",
     )
+    attempt = models.PositiveSmallIntegerField(
+        default=0,
+        verbose_name="attempt",
+        help_text="Number of the current run of the work (1 for the first); work of another attempt writes nothing.",
+    )
+    work_sends = models.PositiveSmallIntegerField(
+        default=0,
+        verbose_name="work sends",
+        help_text="How many times the current attempt's work task was sent (the supervisor re-sends a lost one).",
+    )
+    work_dispatched_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="work sent at", help_text="When the current attempt's work task was sent."
+    )
+    work_started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="work started at", help_text="When the current attempt's work began."
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="heartbeat at",
+        help_text="Last heartbeat of the current attempt's work task; a stale one means its worker died.",
+    )
+    chain_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="chain moved at",
+        help_text="When the job's chain last moved (created, started, a poll claimed, or re-armed by the supervisor).",
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="cancel asked at", help_text="When the cancellation was asked."
+    )
     created_at = models.DateTimeField(
         auto_now_add=True, verbose_name="created at", help_text="When the job was asked for."
     )

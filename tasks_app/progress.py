@@ -9,11 +9,17 @@ the last write with :func:`read_recorded_progress` and relays it when it changed
 
 Cancellation is cooperative: :func:`request_cancel` sets a flag that the recorder checks on
 each write; ``set_progress`` then raises :class:`JobCancelled`, which ends the work task
-cleanly.
+cleanly. The same happens once the work's attempt was superseded (its worker was thought
+lost and the job runs again): :class:`WorkSuperseded`, a :class:`JobCancelled`.
+
+Recorded progress is kept per attempt (``job:<hex>:<attempt>:progress``), so a superseded
+copy of the work can never be read as the job's progress. The cache is a convenience, not
+the truth: while Redis is away a write is skipped (logged once), and the work goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -21,8 +27,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from django.core.cache import BaseCache, caches
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasks_app.models import PROGRESS_MESSAGE_MAX_CHARS
+
+logger = logging.getLogger(__name__)
 
 #: Alias of the Django cache shared by every process (Redis in every real deployment).
 CACHE_ALIAS: Final = "progress"
@@ -41,16 +51,25 @@ class Progress:
     message: str = ""
 
 
+#: What a Redis outage raises from the cache; the recorder skips a write then.
+REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
 class JobCancelled(Exception):
     """Raised from ``set_progress`` once the job's cancellation was requested."""
+
+
+class WorkSuperseded(JobCancelled):
+    """Raised from ``set_progress`` once this run of the work is no longer the job's current
+    attempt (the job ended, or runs again elsewhere): nothing it does counts any more."""
 
 
 def _cache() -> BaseCache:
     return caches[CACHE_ALIAS]
 
 
-def _progress_key(job_id: uuid.UUID | str) -> str:
-    return f"job:{uuid.UUID(str(job_id)).hex}:progress"
+def _progress_key(job_id: uuid.UUID | str, attempt: int) -> str:
+    return f"job:{uuid.UUID(str(job_id)).hex}:{attempt}:progress"
 
 
 def _cancel_key(job_id: uuid.UUID | str) -> str:
@@ -60,24 +79,33 @@ def _cancel_key(job_id: uuid.UUID | str) -> str:
 class ProgressRecorder:
     """Records one job's progress from the task doing its work (public API).
 
-    Arguments: ``job_id`` (UUID or str); ``min_interval_ms`` the least time between two
+    Arguments: ``job_id`` (UUID or str); ``attempt`` the run of the work it records for
+    (``Job.attempt``; 1 for the first); ``min_interval_ms`` the least time between two
     writes to the shared cache, milliseconds (the first call, and a call that reaches
-    ``current >= total``, always write). Calls in between only update the object, so a loop
-    may call :meth:`set_progress` millions of times: it costs at most one cache write and one
-    cancellation check per ``min_interval_ms``. ``writes`` counts the writes made.
+    ``current >= total``, always write); ``superseded`` a callable that turns True once this
+    run no longer counts (the work task's heartbeat, ``tasks_app.heartbeat``). Calls in
+    between only update the object, so a loop may call :meth:`set_progress` millions of
+    times: it costs at most one cache write and one cancellation check per
+    ``min_interval_ms``. ``writes`` counts the writes made.
 
     Cancellation is cooperative: once the job's cancellation was asked, :attr:`cancelled`
-    turns True and the next write raises :class:`JobCancelled`.
+    turns True and the next write raises :class:`JobCancelled` (:class:`WorkSuperseded`
+    once ``superseded()`` is True).
     """
 
     def __init__(
         self,
         job_id: uuid.UUID | str,
         *,
+        attempt: int = 1,
         min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
         clock: Callable[[], float] = time.monotonic,
+        superseded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.job_id = str(job_id)
+        self.attempt = attempt
+        self.superseded = superseded
+        self._cache_down = False
         self.min_interval_s = min_interval_ms / 1000
         self.clock = clock
         self.writes = 0
@@ -101,7 +129,13 @@ class ProgressRecorder:
 
     def _check_cancel(self, now: float) -> None:
         self._last_cancel_check = now
-        self._cancelled = bool(_cache().get(_cancel_key(self.job_id)))
+        if self.superseded():
+            self._cancelled = True
+            return
+        try:
+            self._cancelled = bool(_cache().get(_cancel_key(self.job_id)))
+        except REDIS_ERRORS as exc:
+            self._note_cache_down(exc)
 
     def set_progress(self, current: int, total: int | None, message: str = "") -> None:
         """Record ``current`` of ``total`` units (``total`` None when unknown), with a short
@@ -137,10 +171,22 @@ class ProgressRecorder:
             "total": self.total,
             "message": self.message[:PROGRESS_MESSAGE_MAX_CHARS],
         }
-        _cache().set(_progress_key(self.job_id), value, TTL_S)
+        try:
+            _cache().set(_progress_key(self.job_id, self.attempt), value, TTL_S)
+        except REDIS_ERRORS as exc:
+            self._note_cache_down(exc)
+        else:
+            if self._cache_down:
+                logger.info("job %s: progress cache answers again", self.job_id)
+                self._cache_down = False
         self._check_cancel(self._last_write)
         if self._cancelled:
-            raise JobCancelled(self.job_id)
+            raise WorkSuperseded(self.job_id) if self.superseded() else JobCancelled(self.job_id)
+
+    def _note_cache_down(self, exc: BaseException) -> None:
+        if not self._cache_down:
+            logger.warning("job %s: progress cache unreachable (%s); the work goes on", self.job_id, exc)
+            self._cache_down = True
 
     @property
     def progress(self) -> Progress:
@@ -148,9 +194,10 @@ class ProgressRecorder:
         return Progress(self.current, self.total, self.message[:PROGRESS_MESSAGE_MAX_CHARS])
 
 
-def read_recorded_progress(job_id: uuid.UUID | str) -> Progress | None:
-    """The last progress a recorder wrote for the job, or None when nothing was recorded."""
-    value = _cache().get(_progress_key(job_id))
+def read_recorded_progress(job_id: uuid.UUID | str, attempt: int) -> Progress | None:
+    """The last progress a recorder of the job's ``attempt`` wrote, or None when nothing was
+    recorded. Raises the cache's connection errors (a poll retries)."""
+    value = _cache().get(_progress_key(job_id, attempt))
     if not value:
         return None
     return Progress(int(value["current"]), value["total"], str(value.get("message", "")))
@@ -161,6 +208,27 @@ def request_cancel(job_id: uuid.UUID | str) -> None:
     _cache().set(_cancel_key(job_id), 1, TTL_S)
 
 
-def clear_recorded(job_id: uuid.UUID | str) -> None:
-    """Forget what was recorded for a job that reached its final state."""
-    _cache().delete_many([_progress_key(job_id), _cancel_key(job_id)])
+def clear_recorded(job_id: uuid.UUID | str, attempts: int) -> None:
+    """Forget what was recorded for a job that reached its final state (every attempt up to
+    ``attempts``); never raises (housekeeping removes what a Redis outage left)."""
+    keys = [_progress_key(job_id, n) for n in range(1, attempts + 1)] + [_cancel_key(job_id)]
+    try:
+        _cache().delete_many(keys)
+    except REDIS_ERRORS as exc:
+        logger.warning("job %s: recorded progress not cleared (%s); housekeeping will", job_id, exc)
+
+
+def recorded_job_ids() -> set[uuid.UUID]:
+    """Ids of every job that has recorded progress or a cancel flag in the cache (SCAN;
+    for housekeeping)."""
+    cache = _cache()
+    client = cache._cache.get_client()  # type: ignore[attr-defined]  # django.core.cache.backends.redis
+    pattern = cache.make_key("job:*")
+    ids = set()
+    for raw in client.scan_iter(match=pattern, count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            ids.add(uuid.UUID(key.split("job:", 1)[1].split(":", 1)[0]))
+        except (IndexError, ValueError):
+            continue
+    return ids

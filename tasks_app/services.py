@@ -1,19 +1,31 @@
 """Every change of a job's state, in one place.
 
-Ordering guarantee: every change that publishes a frame takes the job's row lock, saves
-with ``seq + 1`` and sends the frame *before* the transaction commits. Frames of one job
-therefore leave in ``seq`` order, and once a final frame was sent no other change (which
-would have to take the lock and find the state final) sends anything for that job.
+Ordering guarantee: every change that publishes a frame takes the job's row lock and saves
+with ``seq + 1``; the frame (the snapshot taken under the lock) and every task the change
+sends leave only *after* the transaction committed (``transaction.on_commit``), so a
+rolled-back change sends nothing and a work task never runs before its job row exists. Two
+changes of one job commit in ``seq`` order (the lock); their frames may reach the channel
+layer out of order, and consumers drop a frame whose ``seq`` they already passed, so a
+socket never goes backwards. Once the final state committed no change can follow it
+(each would take the lock and find the state final).
 
 The poll chain (DESIGN.md "Celery rules"): ``run_job`` schedules poll 0; poll ``n`` first
 claims the job with a compare-and-set ``poll_seq: n → n+1`` and schedules poll ``n+1`` in
 the same transaction. A duplicate or stale poll finds ``poll_seq`` moved on and does
 nothing, so a chain never forks; a poll that fails before commit leaves ``poll_seq`` at
-``n`` and its redelivery runs it again.
+``n`` and its redelivery runs it again. Each claim stamps ``chain_at``: the supervisor
+re-arms a chain whose next poll is overdue (``tasks_app.supervisor``).
+
+Work attempts (DESIGN.md "Supervision and recovery"): a kind's work task carries the
+job's ``attempt``; it claims the attempt when it starts (:func:`work_claim`), beats
+(:func:`work_heartbeat`) while it runs, and its outcome counts only for that attempt
+(:func:`job_succeed`, :func:`job_fail`, :func:`work_stopped`). A copy of an older attempt
+(a redelivery after the visibility timeout) changes nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
@@ -43,10 +55,35 @@ TASK_POLL_JOB: Final = "tasks_app.poll_job"
 
 #: Longest error text kept on a job, characters.
 ERROR_MAX_CHARS: Final = 2000
+#: ``retrying`` reason of a job whose work task's heartbeat stopped.
+REASON_WORKER_LOST: Final = "worker lost"
 
 
 def _publish(job: Job) -> None:
-    messaging.send_job_event(job_snapshot(job))
+    """Send the job's snapshot, as it is now, once the current transaction commits."""
+    snapshot = job_snapshot(job)
+    transaction.on_commit(lambda: messaging.send_job_event(snapshot))
+
+
+def send_after_commit(name: str, args: list[Any], **options: Any) -> None:
+    """Send Celery task ``name`` with ``args`` once the current transaction commits.
+
+    A send that fails (the broker is away) is logged, not raised: the committed row says
+    what should have been sent, and the supervisor sends it again.
+    """
+
+    def send() -> None:
+        try:
+            current_app.send_task(name, args=args, **options)
+        except Exception as exc:
+            logger.warning("could not send %s%s (%s); the supervisor sends it again", name, args, exc)
+
+    transaction.on_commit(send)
+
+
+def time_limit_message(limit_s: int) -> str:
+    """The error of a job that ran past its kind's ``time_limit_s`` seconds."""
+    return f"time limit exceeded ({limit_s} s)"
 
 
 def _locked(job_id: uuid.UUID | str) -> Job | None:
@@ -90,8 +127,9 @@ def job_start(
                 params=cleaned,
                 idempotency_key=idempotency_key,
                 celery_task_id=run_task_id,
+                chain_at=timezone.now(),
             )
-            transaction.on_commit(lambda: current_app.send_task(TASK_RUN_JOB, args=[str(job.id)], task_id=run_task_id))
+            send_after_commit(TASK_RUN_JOB, [str(job.id)], task_id=run_task_id)
     except IntegrityError:
         # A concurrent job.start with the same idempotency key won the race.
         existing = Job.objects.get(owner=owner, idempotency_key=idempotency_key)
@@ -110,8 +148,7 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
     """Start a pending job's work, mark it ``running`` and schedule poll 0 (task ``run_job``).
 
     Idempotent: a job that is no longer pending (redelivery, cancelled meanwhile) is left
-    alone. A kind with a work task gets it dispatched (queue ``jobs``) in the same
-    transaction; if the broker refuses, nothing is saved and the task's retry runs it again.
+    alone. A kind with a work task gets attempt 1 sent to its queue after the commit.
     """
     with transaction.atomic():
         job = _locked(job_id)
@@ -125,30 +162,40 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
         now = timezone.now()
         job.state = JobState.RUNNING
         job.started_at = now
+        job.chain_at = now
         job.progress_message = "started"
         job.progress_samples = [[0.0, job.progress_current]]
-        if kind.work_task:
-            job.work_task_id = str(uuid.uuid4())
-            current_app.send_task(kind.work_task, args=[str(job.id)], task_id=job.work_task_id, queue=kind.queue)
         job.seq += 1
         job.poll_seq = 0
-        job.save(
-            update_fields=[
-                "state",
-                "started_at",
-                "progress_message",
-                "progress_samples",
-                "work_task_id",
-                "seq",
-                "poll_seq",
-            ]
-        )
+        if kind.work_task:
+            _new_attempt(job, now)
+        job.save()
         _schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
         _publish(job)
 
 
+def _new_attempt(job: Job, now: dt.datetime) -> None:
+    """Give the job's work a new attempt (number, task id) and send its work task after commit."""
+    kind = get_kind(job.kind)
+    assert kind.work_task
+    job.attempt += 1
+    job.work_task_id = str(uuid.uuid4())
+    job.work_sends = 1
+    job.work_dispatched_at = now
+    job.work_started_at = None
+    job.heartbeat_at = None
+    send_work(job)
+
+
+def send_work(job: Job) -> None:
+    """Send the current attempt's work task (its kind's queue) after commit: ``(job_id, attempt)``."""
+    kind = get_kind(job.kind)
+    assert kind.work_task
+    send_after_commit(kind.work_task, [str(job.id), job.attempt], task_id=job.work_task_id, queue=kind.queue)
+
+
 def _schedule_poll(job: Job, poll_seq: int, countdown_ms: int) -> None:
-    current_app.send_task(TASK_POLL_JOB, args=[str(job.id), poll_seq], countdown=countdown_ms / 1000)
+    send_after_commit(TASK_POLL_JOB, [str(job.id), poll_seq], countdown=countdown_ms / 1000)
 
 
 def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
@@ -170,7 +217,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
     with transaction.atomic():
         claimed = Job.objects.filter(
             pk=job_id, poll_seq=poll_seq, state__in=[JobState.RUNNING, JobState.CANCELLING]
-        ).update(poll_seq=poll_seq + 1)
+        ).update(poll_seq=poll_seq + 1, chain_at=timezone.now())
         if not claimed:
             logger.debug("poll %s of job %s lost the claim; chain stops", poll_seq, job_id)
             return
@@ -184,6 +231,12 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
                 _finish(job, JobState.CANCELLED)
             else:
                 _schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
+            return
+        over = _over_time_limit(job, now)
+        if over is not None:
+            kind.stop(job)
+            job.error = time_limit_message(over)
+            _finish(job, JobState.FAILED)
             return
         reading = kind.read(job, now, observation)
         changed = reading.progress is not None and _apply_progress(job, reading.progress)
@@ -206,6 +259,27 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
 
 #: Fields a progress change writes.
 _PROGRESS_FIELDS: Final = ("progress_current", "progress_total", "progress_message", "progress_samples")
+#: Seconds a work task gets past its kind's time limit (Celery's hard limit) before the
+#: poll ends the job anyway; inside it, Celery's soft limit ends the work itself.
+TIME_LIMIT_GRACE_S: Final = 5
+
+
+def _over_time_limit(job: Job, now: dt.datetime) -> int | None:
+    """The kind's ``time_limit_s`` when the job's current run exceeded it, else None.
+
+    A kind with a work task counts from the start of its current attempt (Celery's soft
+    limit ends the work first; this is the backstop, ``TIME_LIMIT_GRACE_S`` later), a kind
+    driven by the poll chain from the job's start.
+    """
+    kind = get_kind(job.kind)
+    limit_s = kind.time_limit_s
+    if kind.work_task:
+        since, grace = job.work_started_at, TIME_LIMIT_GRACE_S
+    else:
+        since, grace = job.started_at, 0
+    if since is None or (now - since).total_seconds() <= limit_s + grace:
+        return None
+    return limit_s
 
 
 def _apply_kind_state(job: Job, reading: Reading) -> bool:
@@ -246,17 +320,38 @@ def _finish(job: Job, state: str) -> None:
     job.kind_state = {k: v for k, v in job.kind_state.items() if k != "retrying"}
     job.seq += 1
     job.save()
-    transaction.on_commit(lambda: clear_recorded(job.id))
+    job_id, attempts = job.id, job.attempt
+    transaction.on_commit(lambda: clear_recorded(job_id, attempts))
     logger.info("job %s ended %s at seq %s", job.id, state, job.seq)
     _publish(job)
 
 
-def _end_by_work(job_id: uuid.UUID | str, state: str, record: Callable[[Job], None]) -> bool:
+def finish(job: Job, state: str, *, error: str = "") -> None:
+    """End a row-locked job in the final ``state`` (with ``error`` for ``failed``): save,
+    then send the final frame after commit. For the supervisor; the caller holds the lock
+    (``locked``) inside a transaction and has checked the job is not final."""
+    if error:
+        job.error = error[:ERROR_MAX_CHARS]
+    _finish(job, state)
+
+
+def locked(job_id: uuid.UUID | str) -> Job | None:
+    """The job's row, locked until the current transaction ends (None when it is gone)."""
+    return _locked(job_id)
+
+
+def _end_by_work(job_id: uuid.UUID | str, state: str, record: Callable[[Job], None], attempt: int | None) -> bool:
     """End the job in ``state`` after ``record`` wrote the outcome on it (under the lock);
-    a cancel asked meanwhile wins, and a final job is left alone."""
+    a cancel asked meanwhile wins, and a final job, or one whose ``attempt`` moved on, is
+    left alone."""
     with transaction.atomic():
         job = _locked(job_id)
         if job is None or job.is_final:
+            return False
+        if attempt is not None and attempt != job.attempt:
+            logger.warning(
+                "job %s: outcome of attempt %s ignored (attempt %s is current)", job_id, attempt, job.attempt
+            )
             return False
         if job.state == JobState.CANCELLING:
             _finish(job, JobState.CANCELLED)
@@ -266,12 +361,15 @@ def _end_by_work(job_id: uuid.UUID | str, state: str, record: Callable[[Job], No
         return True
 
 
-def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None) -> bool:
+def job_succeed(
+    *, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None, attempt: int | None = None
+) -> bool:
     """Record the work's ``result`` (JSON-serialisable) and end the job ``succeeded``,
     with its last ``progress`` when given.
 
-    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
-    left alone. Returns True when this call ended the job.
+    A job whose cancellation was asked ends ``cancelled`` instead; a job already final, or
+    whose current attempt is not ``attempt`` (when given), is left alone. Returns True when
+    this call ended the job.
     """
 
     def record(job: Job) -> None:
@@ -279,27 +377,120 @@ def job_succeed(*, job_id: uuid.UUID | str, result: Any, progress: Progress | No
         if progress is not None:
             _apply_progress(job, progress)
 
-    return _end_by_work(job_id, JobState.SUCCEEDED, record)
+    return _end_by_work(job_id, JobState.SUCCEEDED, record, attempt)
 
 
-def job_fail(*, job_id: uuid.UUID | str, error: str) -> bool:
+def job_fail(*, job_id: uuid.UUID | str, error: str, attempt: int | None = None) -> bool:
     """End the job ``failed`` with ``error`` (short human text, no traceback).
 
-    A job whose cancellation was asked ends ``cancelled`` instead; a job already final is
-    left alone. Returns True when this call ended the job.
+    A job whose cancellation was asked ends ``cancelled`` instead; a job already final, or
+    whose current attempt is not ``attempt`` (when given), is left alone. Returns True when
+    this call ended the job.
     """
 
     def record(job: Job) -> None:
         job.error = error[:ERROR_MAX_CHARS]
 
-    return _end_by_work(job_id, JobState.FAILED, record)
+    return _end_by_work(job_id, JobState.FAILED, record, attempt)
+
+
+def work_claim(*, job_id: uuid.UUID | str, attempt: int) -> Job | None:
+    """Claim ``attempt`` of the job's work as it starts in a worker; returns the job when
+    this copy of the work task is the one to run it, else None (do nothing).
+
+    None when the job is gone or final, when ``attempt`` is not the current one, or when
+    another copy of the attempt beats (a duplicate delivery). A job being cancelled ends
+    ``cancelled`` here (its work never ran). A claim clears the ``retrying`` notice of a
+    re-run, which viewers see.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.is_final or job.attempt != attempt:
+            logger.info("job %s: attempt %s is not current; its work task does nothing", job_id, attempt)
+            return None
+        if job.heartbeat_at is not None and (now - job.heartbeat_at).total_seconds() < settings.JOB_HEARTBEAT_TIMEOUT_S:
+            logger.info("job %s: attempt %s already runs elsewhere; this copy does nothing", job_id, attempt)
+            return None
+        if job.state == JobState.CANCELLING:
+            _finish(job, JobState.CANCELLED)
+            return None
+        job.work_started_at = job.heartbeat_at = now
+        fields = ["work_started_at", "heartbeat_at"]
+        if "retrying" in job.kind_state:
+            job.kind_state = {k: v for k, v in job.kind_state.items() if k != "retrying"}
+            job.progress_message = f"attempt {attempt} started"
+            job.seq += 1
+            fields += ["kind_state", "progress_message", "seq"]
+            _publish(job)
+        job.save(update_fields=fields)
+        return job
+
+
+def work_heartbeat(job_id: uuid.UUID | str, attempt: int) -> bool:
+    """Stamp the heartbeat of ``attempt`` of the job's work (one UPDATE); False when that
+    attempt no longer counts (the job ended, or a newer attempt owns it)."""
+    return bool(
+        Job.objects.filter(pk=job_id, attempt=attempt, state__in=[JobState.RUNNING, JobState.CANCELLING]).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def work_stopped(*, job_id: uuid.UUID | str, attempt: int) -> bool:
+    """The work of ``attempt`` stopped after a cancel (``JobCancelled``): a job being
+    cancelled ends ``cancelled`` now. Returns True when this call ended the job."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != JobState.CANCELLING or job.attempt != attempt:
+            return False
+        _finish(job, JobState.CANCELLED)
+        return True
+
+
+def work_retry_or_fail(job: Job, now: dt.datetime, reason: str, lost_for_s: float) -> None:
+    """The work of a row-locked running job was lost (``reason``, e.g. ``worker lost``,
+    no heartbeat for ``lost_for_s`` seconds): run it again as a new attempt when its kind's
+    ``max_attempts`` allows, viewers seeing ``retrying``; else end it ``failed``.
+
+    The old attempt's task is revoked with ``terminate`` (a stuck worker frees its slot;
+    a dead one has nothing to stop) and is fenced by its attempt number either way.
+    """
+    kind = get_kind(job.kind)
+    kind.stop(job)
+    if job.attempt >= kind.max_attempts:
+        error = f"{reason}: no heartbeat for {lost_for_s:.0f} s (attempt {job.attempt} of {kind.max_attempts})"
+        finish(job, JobState.FAILED, error=error)
+        return
+    _new_attempt(job, now)
+    job.kind_state = {
+        **job.kind_state,
+        "retrying": {
+            "attempt": job.attempt,
+            "max_attempts": kind.max_attempts,
+            "next_attempt_in_s": 0,
+            "reason": reason,
+        },
+    }
+    job.progress_current = 0
+    job.progress_samples = [[max(0.0, (now - job.started_at).total_seconds()) if job.started_at else 0.0, 0]]
+    job.progress_message = f"{reason}; attempt {job.attempt} of {kind.max_attempts} starting"[
+        :PROGRESS_MESSAGE_MAX_CHARS
+    ]
+    job.seq += 1
+    job.save()
+    logger.warning(
+        "job %s: %s after %.0f s without heartbeat; attempt %s sent", job.id, reason, lost_for_s, job.attempt
+    )
+    _publish(job)
 
 
 def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
     """Ask for the owner's job to be cancelled; returns the job as it now is.
 
     ``pending`` → ``cancelled`` at once (nothing was started); ``running`` → ``cancelling``
-    (the kind is asked to stop its work; the next poll ends the job ``cancelled``);
+    (after commit the kind is asked to stop its work; the work stopping, or the next poll,
+    ends the job ``cancelled``);
     ``cancelling`` → unchanged. Raises ``JobNotFound`` (unknown or another user's job) or
     ``NotCancellable`` (already succeeded, failed or cancelled).
     """
@@ -312,9 +503,12 @@ def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
         elif job.state == JobState.RUNNING:
             job.state = JobState.CANCELLING
             job.progress_message = "cancelling"
+            job.cancel_requested_at = timezone.now()
             job.seq += 1
-            job.save(update_fields=["state", "progress_message", "seq"])
-            get_kind(job.kind).cancel(job)
+            job.save(update_fields=["state", "progress_message", "cancel_requested_at", "seq"])
+            # The kind is asked to stop the work once ``cancelling`` is committed, so the
+            # work that stops on it finds the state it must end in.
+            transaction.on_commit(lambda: get_kind(job.kind).cancel(job))
             _publish(job)
         logger.info("job %s cancel asked by user %s; now %s", job.id, owner.pk, job.state)
         return job

@@ -1,7 +1,7 @@
 """Celery tasks: thin adapters that call services (DESIGN.md "The path of one job").
 
-``run_job`` runs on queue ``jobs``; ``poll_job`` on queue ``progress`` (routes in
-``celeryconfig``). The work tasks of job kinds are made by ``tasks_app.kinds.job_kind``
+``run_job``, ``poll_job``, ``supervise`` and ``housekeep`` run on queue ``progress``
+(routes in ``celeryconfig``). The work tasks of job kinds are made by ``tasks_app.kinds.job_kind``
 (importing ``tasks_app.kinds`` here registers them in the worker). Arguments are ids and
 plain values only.
 """
@@ -9,7 +9,7 @@ plain values only.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init
@@ -18,7 +18,11 @@ from django.db import OperationalError as DbOperationalError
 from kombu.exceptions import OperationalError
 
 from realtime import messaging
-from tasks_app import services
+from tasks_app import services, supervisor
+
+#: Celery task names of the supervisor's periodic tasks (schedule in ``celeryconfig``).
+TASK_SUPERVISE: Final = "tasks_app.supervise"
+TASK_HOUSEKEEP: Final = "tasks_app.housekeep"
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +59,15 @@ def poll_job(job_id: str, poll_seq: int) -> None:
     would cost a database write each and bury the admin's task list.
     """
     services.job_poll(job_id=job_id, poll_seq=poll_seq)
+
+
+@shared_task(name=TASK_SUPERVISE, ignore_result=True)
+def supervise() -> dict[str, int]:
+    """One supervisor pass (``tasks_app.supervisor.supervise``); sent by ``celery beat``."""
+    return dict(supervisor.supervise())
+
+
+@shared_task(name=TASK_HOUSEKEEP)
+def housekeep() -> dict[str, int]:
+    """One housekeeping pass (``tasks_app.supervisor.housekeep``); sent by ``celery beat``."""
+    return dict(supervisor.housekeep())

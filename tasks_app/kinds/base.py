@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Default ``max_attempts`` of a kind: the first run and one more after a lost worker.
+DEFAULT_MAX_ATTEMPTS = 2
+#: Default ``time_limit_s`` of a kind, seconds.
+DEFAULT_TIME_LIMIT_S = 3600
+
 __all__ = ["JobKind", "Progress", "Reading", "StrictParams", "validate_params"]
 
 
@@ -66,6 +71,12 @@ class JobKind:
     work_task: ClassVar[str | None] = None
     #: Celery queue of the work task.
     queue: ClassVar[str] = "jobs"
+    #: Runs of the work a job may have: a work task whose worker was lost runs again until
+    #: this many attempts were made, then the job fails (kinds with a work task).
+    max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
+    #: Seconds a run may take (a work task's attempt, or a poll-driven job from its start);
+    #: past it the job ends ``failed`` with "time limit exceeded (N s)".
+    time_limit_s: ClassVar[int] = DEFAULT_TIME_LIMIT_S
 
     def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
         """Return the cleaned parameters (JSON-serialisable) or raise :class:`InvalidParams`.
@@ -88,8 +99,13 @@ class JobKind:
         raise NotImplementedError
 
     def cancel(self, job: Job) -> None:
-        """Ask the work to stop (idempotent, quick, no network waits: it runs under the row
-        lock of ``job_cancel``). The default has no work to stop."""
+        """Ask the work to stop (idempotent, quick, no network waits: it runs right after
+        ``job_cancel`` committed ``cancelling``). The default has no work to stop."""
+
+    def stop(self, job: Job) -> None:
+        """Stop the work at once, whatever it is doing (the last resort after a cancel that
+        was not confirmed, a time limit, or a lost attempt); quick, no network waits, safe to
+        repeat. The default has no work to stop."""
 
     def cancel_confirmed(self, job: Job, observation: Any) -> bool:
         """True when a ``cancelling`` job may end ``cancelled`` now; False polls again.

@@ -198,6 +198,8 @@ class RemoteKind(JobKind):
 
     name = "remote"
     params_model = RemoteParams
+    #: A remote job may run long (the demo service's ``duration_s`` goes up to an hour).
+    time_limit_s = 4 * 3600
 
     def _config(self, job: Job) -> ServiceConfig:
         return service_configs()[job.params["service"]]

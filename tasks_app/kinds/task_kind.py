@@ -22,9 +22,16 @@ the task calls the function with the validated parameters and a
   JSON-serialisable);
 - it raises :class:`JobFailed` → ``failed`` with that message;
 - it raises :class:`~tasks_app.progress.JobCancelled` (from the recorder, after a cancel)
-  → the task ends cleanly and the job's next poll ends it ``cancelled``;
+  → the task ends cleanly and the job ``cancelled``;
+- it runs past ``time_limit_s`` → Celery's soft limit raises inside it → ``failed`` with
+  "time limit exceeded (N s)" (Celery's hard limit kills the work ``TIME_LIMIT_GRACE_S``
+  later if it does not stop);
 - anything else → ``failed`` with "internal error …" (the traceback goes to the worker log
   and Celery records the task as failed).
+
+The task's arguments are ``(job_id, attempt)``. While it runs it beats
+(``tasks_app.heartbeat``); if its worker dies, the supervisor runs the job again as attempt
+``attempt + 1`` (up to ``max_attempts``), and a late copy of an older attempt does nothing.
 
 Modules holding such kinds must be imported by every process (web and workers): put them in
 a module called ``jobkinds`` of an installed app (found at start-up) or under
@@ -39,15 +46,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from celery import Task, current_app, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
 from pydantic import BaseModel
 
 from tasks_app.errors import InvalidParams
-from tasks_app.kinds.base import JobKind, Reading, validate_params
+from tasks_app.heartbeat import Heartbeat
+from tasks_app.kinds.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIME_LIMIT_S, JobKind, Reading, validate_params
 from tasks_app.kinds.registry import register
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
     JobCancelled,
     ProgressRecorder,
+    WorkSuperseded,
     read_recorded_progress,
     request_cancel,
 )
@@ -60,6 +72,12 @@ logger = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
 #: Prefix of the Celery task name of every decorated kind.
 TASK_NAME_PREFIX: Final = "tasks_app.kind."
+#: Seconds a cancelled work task gets to stop on its own (the recorder raises
+#: ``JobCancelled`` on its next write) before it is terminated.
+CANCEL_TERMINATE_AFTER_S: Final = 1.0
+#: Seconds between Celery's soft time limit (raised inside the work) and its hard limit
+#: (the pool process is killed).
+HARD_LIMIT_GRACE_S: Final = 5
 
 WorkFunction = Callable[[P, ProgressRecorder], Any]
 
@@ -72,26 +90,62 @@ class JobFailed(Exception):
 class TaskKind(JobKind):
     """A kind whose work runs in a Celery task and reports through a ``ProgressRecorder``.
 
-    ``read`` relays what the recorder wrote last; ``cancel`` sets the recorder's cancel flag
-    (cooperative stop) and revokes the task in case it is still queued. The task ends the job
-    itself (``services.job_succeed`` / ``services.job_fail``).
+    ``read`` relays what the current attempt's recorder wrote last; ``cancel`` sets the
+    recorder's cancel flag (cooperative stop) and revokes the task in case it is still
+    queued; ``cancel_confirmed`` waits for the work to stop, at most
+    ``CANCEL_TERMINATE_AFTER_S``, then terminates it. The task ends the job itself
+    (``services.job_succeed`` / ``job_fail`` / ``work_stopped``).
     """
 
-    def __init__(self, name: str, params_model: type[BaseModel], task_name: str, queue: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        params_model: type[BaseModel],
+        task_name: str,
+        queue: str,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        time_limit_s: int = DEFAULT_TIME_LIMIT_S,
+    ) -> None:
         self.name = name  # type: ignore[misc]  # set per instance: one class, many kinds
         self.params_model = params_model  # type: ignore[misc]
         self.work_task = task_name  # type: ignore[misc]
         self.queue = queue  # type: ignore[misc]
+        self.max_attempts = max_attempts  # type: ignore[misc]
+        self.time_limit_s = time_limit_s  # type: ignore[misc]
 
     def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
-        """The progress the work task recorded last (outcomes arrive through services)."""
-        return Reading(progress=read_recorded_progress(job.id))
+        """The progress the current attempt recorded last (outcomes arrive through services)."""
+        return Reading(progress=read_recorded_progress(job.id, job.attempt))
 
     def cancel(self, job: Job) -> None:
         """Flag the recorder (cooperative stop) and revoke the work task if still queued."""
         request_cancel(job.id)
         if job.work_task_id:
             current_app.control.revoke(job.work_task_id)
+
+    def stop(self, job: Job) -> None:
+        """Revoke the current attempt's task with ``terminate``: its pool process is killed
+        (SIGKILL), which frees the worker slot whatever the work is doing."""
+        if job.work_task_id:
+            current_app.control.revoke(job.work_task_id, terminate=True, signal="SIGKILL")
+            logger.warning("job %s: work task %s terminated", job.id, job.work_task_id)
+
+    def cancel_confirmed(self, job: Job, observation: Any) -> bool:
+        """True when the work cannot write any more: it never started (its queued task was
+        revoked), its heartbeat stopped, or it had ``CANCEL_TERMINATE_AFTER_S`` to stop on its
+        own and is now terminated. A work task that stops on its own ends the job through
+        ``services.work_stopped`` before this is asked."""
+        now = timezone.now()
+        if job.heartbeat_at is None:
+            return True
+        if (now - job.heartbeat_at).total_seconds() > settings.JOB_HEARTBEAT_TIMEOUT_S:
+            return True
+        asked = job.cancel_requested_at or now
+        if (now - asked).total_seconds() < CANCEL_TERMINATE_AFTER_S:
+            return False
+        self.stop(job)
+        return True
 
 
 def job_kind(
@@ -100,6 +154,8 @@ def job_kind(
     params: type[P],
     queue: str = "jobs",
     min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    time_limit_s: int = DEFAULT_TIME_LIMIT_S,
 ) -> Callable[[WorkFunction[P]], Task]:
     """Register the decorated function as the work of job kind ``name``.
 
@@ -107,21 +163,31 @@ def job_kind(
     ``params`` its parameter schema, a pydantic model (subclass ``StrictParams`` to refuse
     unknown parameters and coercion; the validation context holds ``{"owner": user}``);
     ``queue`` the Celery queue of its task (a worker must consume it; ``make run`` runs one
-    for ``jobs``); ``min_interval_ms`` the least time between two progress writes.
+    for ``jobs``); ``min_interval_ms`` the least time between two progress writes;
+    ``max_attempts`` (≥ 1) how many times the work may run when its worker is lost (the
+    supervisor runs it again; default 2); ``time_limit_s`` (≥ 1) seconds one run may take
+    (default 3600; Celery's soft limit, hard limit 5 s later).
 
     The function is called as ``function(params_instance, recorder)``. Returns the Celery
-    task (named ``tasks_app.kind.<name>``; its argument is the job id). Raises
-    ``ValueError`` when the name is already registered.
+    task (named ``tasks_app.kind.<name>``; its arguments are the job id and the attempt).
+    Raises ``ValueError`` when the name is already registered or a limit is below 1.
     """
+    if max_attempts < 1 or time_limit_s < 1:
+        raise ValueError(f"job kind {name!r}: max_attempts and time_limit_s must be at least 1")
 
     def decorate(function: WorkFunction[P]) -> Task:
         task_name = TASK_NAME_PREFIX + name
 
-        register(TaskKind(name, params, task_name, queue))
+        register(TaskKind(name, params, task_name, queue, max_attempts=max_attempts, time_limit_s=time_limit_s))
 
-        @shared_task(name=task_name, bind=True)  # type: ignore[untyped-decorator]
-        def run_work(self: Task, job_id: str) -> Any:
-            return _run_work(self, job_id, name, params, function, min_interval_ms)
+        @shared_task(  # type: ignore[untyped-decorator]
+            name=task_name,
+            bind=True,
+            soft_time_limit=time_limit_s,
+            time_limit=time_limit_s + HARD_LIMIT_GRACE_S,
+        )
+        def run_work(self: Task, job_id: str, attempt: int = 1) -> Any:
+            return _run_work(self, job_id, attempt, name, params, function, min_interval_ms, time_limit_s)
 
         run_work.__doc__ = function.__doc__
         return run_work
@@ -132,40 +198,52 @@ def job_kind(
 def _run_work(
     task: Task,
     job_id: str,
+    attempt: int,
     name: str,
     params_model: type[P],
     function: WorkFunction[P],
     min_interval_ms: int,
+    time_limit_s: int,
 ) -> Any:
     from tasks_app import services  # services import the registry, which imports this module
-    from tasks_app.models import Job
 
-    job = Job.objects.select_related("owner").filter(pk=job_id).first()
-    if job is None or job.is_final:
-        logger.info("%s: job %s is gone or already ended; nothing to do", name, job_id)
+    job = services.work_claim(job_id=job_id, attempt=attempt)
+    if job is None:
         return None
     try:
         values = validate_params(params_model, job.params, owner=job.owner)
     except InvalidParams as exc:
-        services.job_fail(job_id=job_id, error=f"the job's parameters are no longer valid: {exc.fields}")
-        return None
-    recorder = ProgressRecorder(job_id, min_interval_ms=min_interval_ms)
-    try:
-        result = function(values, recorder)
-    except JobCancelled:
-        # The job is ``cancelling``; its next poll ends it ``cancelled``.
-        logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
-        return None
-    except JobFailed as exc:
-        services.job_fail(job_id=job_id, error=str(exc) or f"{name} failed")
-        return None
-    except Exception:
-        logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
         services.job_fail(
-            job_id=job_id,
-            error=f"internal error in {name}; the worker log has the details (task {task.request.id})",
+            job_id=job_id, error=f"the job's parameters are no longer valid: {exc.fields}", attempt=attempt
         )
-        raise
-    services.job_succeed(job_id=job_id, result=result, progress=recorder.progress)
+        return None
+    with Heartbeat(job_id, attempt, services.work_heartbeat) as heartbeat:
+        recorder = ProgressRecorder(
+            job_id, attempt=attempt, min_interval_ms=min_interval_ms, superseded=lambda: heartbeat.superseded
+        )
+        try:
+            result = function(values, recorder)
+        except WorkSuperseded:
+            logger.info("%s: job %s attempt %s superseded; it stopped without a result", name, job_id, attempt)
+            return None
+        except JobCancelled:
+            services.work_stopped(job_id=job_id, attempt=attempt)
+            logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
+            return None
+        except SoftTimeLimitExceeded:
+            services.job_fail(job_id=job_id, error=services.time_limit_message(time_limit_s), attempt=attempt)
+            return None
+        except JobFailed as exc:
+            services.job_fail(job_id=job_id, error=str(exc) or f"{name} failed", attempt=attempt)
+            return None
+        except Exception:
+            logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
+            services.job_fail(
+                job_id=job_id,
+                error=f"internal error in {name}; the worker log has the details (task {task.request.id})",
+                attempt=attempt,
+            )
+            raise
+    services.job_succeed(job_id=job_id, result=result, progress=recorder.progress, attempt=attempt)
     logger.info("%s: job %s done after %s progress writes", name, job_id, recorder.writes)
     return result

@@ -269,7 +269,7 @@ def test_start_answers_the_websocket_job_object_and_dispatches_run_job(
     job = Job.objects.get(pk=body["id"])
     assert (job.owner, job.state, job.params) == (user, JobState.PENDING, {"step": 5, "interval_ms": 100})
     assert body == job_snapshot(job)  # the very object the WebSocket frames carry
-    assert [(t.name, t.args) for t in broker.queued("jobs")] == [("tasks_app.run_job", [body["id"]])]
+    assert [(t.name, t.args) for t in broker.queued("progress")] == [("tasks_app.run_job", [body["id"]])]
 
 
 def test_idempotency_key_answers_the_same_job(alice):
@@ -315,7 +315,7 @@ def test_bad_input_is_400_with_fields_and_starts_nothing(alice, broker, body, ra
         assert set(error["fields"]) == fields
         assert all(messages and all(isinstance(m, str) for m in messages) for messages in error["fields"].values())
     assert Job.objects.count() == 0
-    assert broker.queued("jobs") == []
+    assert broker.queued("progress") == []
 
 
 def test_too_many_active_jobs_is_429(alice, settings):

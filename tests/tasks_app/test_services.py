@@ -1,6 +1,7 @@
 """Services: the state machine, the poll chain's idempotency and the ordering of frames.
 
-Real broker (the test database of a real Redis), in-memory channel layer, SQLite.
+Real broker (the test database of a real Redis), in-memory channel layer, SQLite. The
+tests commit for real (``transaction=True``): frames and tasks leave only after commit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tasks_app.errors import InvalidParams, JobNotFound, NotCancellable, RateLim
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 LISTENER = "test.listener"
 
@@ -52,15 +53,16 @@ def age(job: Job, ms: int) -> None:
     job.refresh_from_db()
 
 
-def test_start_creates_pending_job_and_dispatches_run_job_on_commit(
-    user, broker, memory_layer, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        job = start_simulated(user, step=5)
+def polls(broker: Any) -> list[Any]:
+    return [t for t in broker.queued("progress") if t.name == "tasks_app.poll_job"]
+
+
+def test_start_creates_pending_job_and_dispatches_run_job_on_commit(user, broker, memory_layer):
+    job = start_simulated(user, step=5)
     assert job.state == JobState.PENDING
     assert job.seq == 1
     assert job.params == {"step": 5, "interval_ms": 200}
-    queued = broker.queued("jobs")
+    queued = broker.queued("progress")
     assert [(t.name, t.args) for t in queued] == [("tasks_app.run_job", [str(job.id)])]
 
 
@@ -71,7 +73,7 @@ def test_start_rejects_unknown_kind_and_bad_params_and_starts_nothing(user, brok
         services.job_start(owner=user, kind="simulated", params={"step": 0, "interval_ms": "x", "zzz": 1})
     assert set(info.value.fields) == {"step", "interval_ms", "zzz"}
     assert Job.objects.count() == 0
-    assert broker.queued("jobs") == []
+    assert broker.queued("progress") == []
 
 
 def test_idempotency_key_returns_the_same_job(user, memory_layer, broker):
@@ -101,12 +103,11 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
     assert job.started_at is not None
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["state"], f["job"]["seq"]) for f in sent] == [("job.progress", "running", 2)]
-    polls = broker.queued("progress")
-    assert [(t.name, t.args, t.countdown) for t in polls] == [("tasks_app.poll_job", [str(job.id), 0], True)]
+    assert [(t.name, t.args, t.countdown) for t in polls(broker)] == [("tasks_app.poll_job", [str(job.id), 0], True)]
     # A redelivered run_job finds the job running and does nothing.
     run(job)
     assert frames(memory_layer) == []
-    assert len(broker.queued("progress")) == 1
+    assert len(polls(broker)) == 1
 
 
 def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, broker, memory_layer):
@@ -126,7 +127,7 @@ def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, bro
     sent = frames(memory_layer)
     assert [f["job"]["progress"]["current"] for f in sent] == [30]
     assert sent[0]["job"]["progress"]["percent"] == 30.0
-    assert [t.args[1] for t in broker.queued("progress")] == [0, 1, 2, 3]
+    assert [t.args[1] for t in polls(broker)] == [0, 1, 2, 3]
 
 
 def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
@@ -141,7 +142,7 @@ def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
     assert job.finished_at is not None
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["seq"]) for f in sent] == [("job.succeeded", 3)]
-    assert [t.args[1] for t in broker.queued("progress")] == [0]  # no poll 1
+    assert [t.args[1] for t in polls(broker)] == [0]  # no poll 1
     services.job_poll(job_id=job.id, poll_seq=1)
     assert frames(memory_layer) == []
 
@@ -165,7 +166,7 @@ def test_cancel_pending_job_is_final_at_once(user, memory_layer, broker):
     run(job)  # run_job arriving later does nothing
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
-    assert broker.queued("progress") == []
+    assert polls(broker) == []
 
 
 def test_cancel_running_job_goes_through_cancelling_then_poll_ends_it(user, broker, memory_layer):
@@ -241,23 +242,19 @@ def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, mem
     assert "Traceback" not in job.error
 
 
-def test_csv_profile_cancelled_mid_work_stops_cooperatively(
-    user, broker, memory_layer, django_capture_on_commit_callbacks
-):
+def test_csv_profile_cancelled_before_its_work_started_ends_cancelled_without_running(user, broker, memory_layer):
     from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "big.csv", b"n,s\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(40000)))
     job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
+    listen(memory_layer, job)
     services.job_cancel(owner=user, job_id=job.id)
-    assert profile_csv_task(str(job.id)) is None  # JobCancelled ended the work
-    recorded = read_recorded_progress(job.id)
-    assert recorded is not None
-    assert recorded.current < upload.size
-    with django_capture_on_commit_callbacks(execute=True):
-        services.job_poll(job_id=job.id, poll_seq=0)
+    assert profile_csv_task(str(job.id), 1) is None  # the claim finds the job cancelling
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
-    assert read_recorded_progress(job.id) is None  # cleared on the final state
+    assert job.work_started_at is None  # the work never ran
+    assert read_recorded_progress(job.id, 1) is None
+    assert [f["frame"] for f in frames(memory_layer)] == ["job.progress", "job.cancelled"]
 
 
 def test_csv_profile_params_must_name_an_own_upload(user, other_user, memory_layer):
@@ -280,6 +277,6 @@ def test_recorder_bounds_writes_however_often_it_is_called(user, memory_layer):
     before = recorder.writes
     recorder.set_progress(100_000, 100_000)
     assert recorder.writes == before + 1  # reaching the total always writes
-    recorded = read_recorded_progress("00000000-0000-0000-0000-000000000001")
+    recorded = read_recorded_progress("00000000-0000-0000-0000-000000000001", 1)
     assert recorded is not None
     assert recorded.current == 100_000
