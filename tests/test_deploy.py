@@ -3,6 +3,7 @@ celeryconfig, README."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import celeryconfig
 from tests.integration.stack import procfile_commands
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES = {"web", "worker-jobs", "worker-progress", "flower", "demo-service"}
+PROCESSES = {"web", "worker-jobs", "worker-progress", "flower", "demo-service", "beat"}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def test_procfile_has_every_process_with_the_design_commands():
     assert "-Q progress " in commands["worker-progress"]
     assert 'FLOWER_BASIC_AUTH="${DEMO_USERNAME:-demo}:${DEMO_PASSWORD:-demo}"' in commands["flower"]
     assert "--address=${BIND_ADDRESS:-127.0.0.1}" in commands["flower"]
+    assert commands["beat"].startswith("celery -A proj beat ")
 
 
 def test_compose_services_run_the_procfile_commands(compose):
@@ -46,6 +48,35 @@ def test_compose_services_run_the_procfile_commands(compose):
     assert {"redis", "postgres"} | PROCESSES <= set(services)
     for name, command in procfile_commands().items():
         assert unwrap(services[name]["command"]) == command, name
+
+
+def test_compose_restarts_every_long_running_service(compose):
+    services = compose["services"]
+    for name in PROCESSES | {"redis", "postgres"}:
+        assert services[name]["restart"] == "unless-stopped", name
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_compose_health_checks_ask_each_process_what_it_serves(compose):
+    """What each check asks; tests/test_runstack.py runs them against the real processes."""
+    services = compose["services"]
+    checks = {name: services[name]["healthcheck"] for name in PROCESSES | {"redis", "postgres"}}
+    for name, check in checks.items():
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
+        assert check["retries"] >= 3, name
+    shell = {name: unwrap(" ".join(check["test"][1:])) for name, check in checks.items()}
+    assert "'/accounts/login/'" in shell["web"]
+    assert "os.environ['PORT']" in shell["web"]
+    assert "'/healthcheck'" in shell["flower"]
+    assert "os.environ['FLOWER_PORT']" in shell["flower"]
+    assert "'/health'" in shell["demo-service"]
+    assert "os.environ['DEMO_SERVICE_PORT']" in shell["demo-service"]
+    assert "b'beat'" in shell["beat"]
+    for name in ("worker-jobs", "worker-progress"):
+        # The node the worker's -n names, on the container's hostname (%h).
+        node = re.search(r" -n (\S+)@%h ", procfile_commands()[name])
+        assert node, name
+        assert f"celery -A proj inspect ping --destination {node[1]}@$HOSTNAME " in shell[name], name
 
 
 def test_compose_environment_is_what_the_settings_read(compose):
@@ -75,7 +106,8 @@ def test_celery_rules_of_the_design():
     assert celeryconfig.worker_send_task_events is True
     assert celeryconfig.task_send_sent_event is True
     assert celeryconfig.task_routes["tasks_app.poll_job"] == {"queue": "progress"}
-    assert celeryconfig.task_routes["tasks_app.run_job"] == {"queue": "jobs"}
+    # run_job is short: on the progress queue, a job starts even while every jobs slot is busy.
+    assert celeryconfig.task_routes["tasks_app.run_job"] == {"queue": "progress"}
     visibility = celeryconfig.broker_transport_options["visibility_timeout"]
     assert visibility >= settings.PROGRESS_POLL_INTERVAL_MS / 1000 * 10
 

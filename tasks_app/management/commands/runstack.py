@@ -1,7 +1,9 @@
 """``manage.py runstack`` (``make run``): Redis, migrations, demo user, then every process.
 
-Runs the Procfile's processes (web, worker-jobs, worker-progress, flower, demo-service)
-with honcho in the foreground. Ctrl-C stops them all, and the embedded Redis if this command started one.
+Runs the Procfile's processes (web, worker-jobs, worker-progress, flower, demo-service, beat)
+with honcho in the foreground, each under ``proj/keepalive.py``: a process that exits on its own
+is started again after a backoff delay, with a log line, where honcho alone would stop every
+process. Ctrl-C stops them all at once, and the embedded Redis if this command started one.
 """
 
 from __future__ import annotations
@@ -9,21 +11,38 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from honcho.environ import parse_procfile
 
+from proj import keepalive
 from proj.localredis import ensure_redis
 
-#: Seconds honcho gets to stop its processes after Ctrl-C before it is terminated.
+#: Seconds honcho gets to stop its processes after Ctrl-C before it is killed.
 STOP_GRACE_S = 20
 
 
+def keepalive_procfile(procfile: str, port: int, python: str = sys.executable) -> str:
+    """The Procfile honcho runs: each process of ``procfile`` (parsed by honcho, in order) under
+    ``proj/keepalive.py``, with ``PORT=port``.
+
+    honcho gives each process type a PORT of its own (its base, then + 100 per type:
+    honcho/environ.py ``expand_processes``), 5000 when PORT is unset; the Procfile's ``$PORT``
+    means the settings' (web's port), so every line sets it back.
+    """
+    processes: dict[str, str] = parse_procfile(procfile).processes
+    return "".join(
+        f"{name}: PORT={port} {keepalive.shell_line(name, command, python)}\n" for name, command in processes.items()
+    )
+
+
 class Command(BaseCommand):
-    help = "Start Redis (embedded if REDIS_URL does not answer), migrate, and run every process."
+    help = "Start Redis (embedded if REDIS_URL does not answer), migrate, run every process; restart any that exits."
 
     def handle(self, *args: Any, **options: Any) -> None:
         redis_handle = ensure_redis(settings.REDIS_URL)
@@ -54,21 +73,27 @@ class Command(BaseCommand):
             f"  Demo remote service: {settings.DEMO_SERVICE_URL}/health (service name 'demo')",
             f"  Log in:   {settings.DEMO_USERNAME} / {settings.DEMO_PASSWORD}",
             f"  Redis:    {redis_url} ({'embedded redis-server' if embedded else 'REDIS_URL'})",
+            f"  Restarts: a process that exits starts again after {keepalive.FIRST_DELAY_S:g} s, doubling"
+            f" to {keepalive.MAX_DELAY_S:g} s ('keepalive:' lines)",
             "  Stop:     Ctrl-C",
             "",
         ]
         self.stdout.write("\n".join(lines))
 
     def _run_honcho(self, env: dict[str, str]) -> None:
-        procfile = str(Path(settings.BASE_DIR) / "Procfile")
-        cmd = [sys.executable, "-m", "honcho", "-f", procfile, "-d", str(settings.BASE_DIR), "start"]
-        proc = subprocess.Popen(cmd, env=env)
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to honcho too; it is stopping its processes.
+        base_dir = Path(settings.BASE_DIR)
+        with tempfile.TemporaryDirectory(prefix="runstack-") as workdir:
+            procfile = Path(workdir) / "Procfile"
+            procfile.write_text(keepalive_procfile((base_dir / "Procfile").read_text(), settings.PORT))
+            cmd = [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(base_dir), "start"]
+            # cwd: the processes run from the project (``celery -A proj``).
+            proc = subprocess.Popen(cmd, env=env, cwd=base_dir)
             try:
-                proc.wait(STOP_GRACE_S)
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                proc.terminate()
                 proc.wait()
+            except KeyboardInterrupt:
+                # The terminal sent SIGINT to honcho too; it is stopping its processes.
+                try:
+                    proc.wait(STOP_GRACE_S)
+                except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                    proc.kill()
+                    proc.wait()
