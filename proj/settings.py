@@ -14,6 +14,8 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -138,6 +140,9 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "jobs-progress",
         "TIMEOUT": 7 * 24 * 3600,
+        # Django passes OPTIONS to redis-py's ConnectionPool, whose connections retry nothing
+        # by default: after a Redis restart each pooled connection would fail once.
+        "OPTIONS": {"retry_on_error": [RedisConnectionError, RedisTimeoutError]},
     },
 }
 

@@ -26,6 +26,8 @@ import time
 from typing import Any, Final
 
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -42,6 +44,8 @@ MARKER_CHECK_S: Final = 2.0
 #: Backoff while Redis does not answer, seconds: first and longest wait.
 RETRY_FIRST_S: Final = 0.2
 RETRY_MAX_S: Final = 5.0
+#: Retries of a command on a fresh connection after a connection error.
+RECONNECT_RETRIES: Final = 3
 #: What redis-py raises when the server is away.
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -58,6 +62,12 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         for host in self.hosts:  # the connection kwargs of each host (channels_redis/utils.py decode_hosts)
             host.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
+            # channels-redis builds its pools with ConnectionPool.from_url, whose connections
+            # retry nothing (redis/asyncio/connection.py: Retry(NoBackoff(), 0) unless
+            # retry_on_error is given): after a Redis restart, every pooled connection would
+            # fail its next command once. Retry on a fresh connection instead.
+            host.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+            host.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), RECONNECT_RETRIES))
         self.outages = 0
         self._told: dict[str, int] = {}
         self._marker = f"{self.prefix}:alive:{self.client_prefix}"

@@ -7,6 +7,7 @@ Clients talk to it only over real sockets: HTTP, WebSocket, the Celery broker.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -95,18 +96,35 @@ class Stack:
         return result.stdout
 
     def start(self) -> None:
-        for name, command in procfile_commands().items():
-            log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-            self.logs.append(log)
-            self.processes[name] = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        for name in procfile_commands():
+            self.launch(name)
         self.wait_ready()
+
+    def launch(self, name: str, command: str | None = None) -> None:
+        """Start process ``name``: its Procfile command, or ``command`` (an extra process),
+        in a session of its own, its output appended to ``<name>.log``."""
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.logs.append(log)
+        self.processes[name] = subprocess.Popen(
+            ["/bin/sh", "-c", command or procfile_commands()[name]],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group of ``name`` (the shell, the process and
+        its pool) and reap it."""
+        proc = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def exited(self) -> dict[str, int]:
+        """``name → exit code`` of every process that is no longer running."""
+        return {name: proc.returncode for name, proc in self.processes.items() if proc.poll() is not None}
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -164,6 +164,11 @@ def test_a_cancelled_work_task_is_confirmed_only_once_it_cannot_write(user, brok
     assert kind.cancel_confirmed(job, None) is True  # its worker is gone
 
 
+def record_until_stopped(recorder: ProgressRecorder) -> None:
+    for n in range(10_000_000):
+        recorder.set_progress(n, None)
+
+
 def test_heartbeat_turns_superseded_and_the_recorder_stops_the_work(user, broker):
     job = start_primes(user)
     beats: list[int] = []
@@ -175,8 +180,7 @@ def test_heartbeat_turns_superseded_and_the_recorder_stops_the_work(user, broker
     with Heartbeat(str(job.id), 1, beat, interval_s=0.01) as heartbeat:
         recorder = ProgressRecorder(job.id, attempt=1, min_interval_ms=0, superseded=lambda: heartbeat.superseded)
         with pytest.raises(WorkSuperseded):
-            for n in range(10_000_000):
-                recorder.set_progress(n, None)
+            record_until_stopped(recorder)
     assert beats == [1, 1]
     assert read_recorded_progress(job.id, 2) is None  # nothing recorded for any other attempt
 
