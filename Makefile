@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit integration bench venv clean
+.PHONY: run test lint unit integration faults bench venv clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(AXE): tests/integration/package.json tests/integration/package-lock.json
 run: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
 
-## make test: lint and type checks, then every test (unit, integration, browser).
+## make test: lint and type checks, then every test (unit, integration, faults, browser).
 test: $(STAMP) $(AXE) lint
 	$(BIN)/python -m pytest
 
@@ -36,10 +36,14 @@ lint: $(STAMP)
 	DJANGO_DEBUG=1 $(BIN)/mypy .
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not browser"
+	$(BIN)/python -m pytest -m "not integration and not browser and not faults"
 
 integration: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -m "integration or browser"
+
+## make faults: the fault suite alone (processes killed, Redis restarted mid-job).
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults -s
 
 ## make bench: end-to-end latency and throughput figures on the real stack.
 bench: $(STAMP)

@@ -17,6 +17,10 @@ QUEUE_PROGRESS = "progress"
 
 broker_url = settings.REDIS_URL
 broker_connection_retry_on_startup = True
+# A work task keeps running while the broker connection is lost (Redis restarting): its
+# job row, heartbeat and attempt are in the database; only its late ack may be lost, and a
+# redelivered copy does nothing (attempt fencing). Set explicitly: Celery warns otherwise.
+worker_cancel_long_running_tasks_on_connection_loss = False
 # Redis redelivers a message nobody acknowledged within this many seconds. A countdown
 # longer than that would be run again and again (Celery docs, "Using Redis", Caveats:
 # visibility timeout), hence the check below.

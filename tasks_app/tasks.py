@@ -16,6 +16,7 @@ from celery.signals import worker_init, worker_process_init
 from django.db import InterfaceError as DbInterfaceError
 from django.db import OperationalError as DbOperationalError
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from realtime import messaging
 from tasks_app import services, supervisor
@@ -26,11 +27,11 @@ TASK_HOUSEKEEP: Final = "tasks_app.housekeep"
 
 logger = logging.getLogger(__name__)
 
-#: Broker or database hiccups (Redis restarting, SQLite busy, a dropped PostgreSQL
+#: Broker, cache or database hiccups (Redis restarting, SQLite busy, a dropped PostgreSQL
 #: connection) are retried with exponential backoff, seconds: a poll that gave up would end
 #: its chain. Every task is idempotent, so a retry is safe.
 _RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, ConnectionError, DbOperationalError, DbInterfaceError),
+    "autoretry_for": (OperationalError, ConnectionError, RedisError, DbOperationalError, DbInterfaceError),
     "retry_backoff": 0.5,
     "retry_backoff_max": 30,
     "retry_jitter": True,

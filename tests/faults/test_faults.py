@@ -103,10 +103,16 @@ class Viewer:
         return got
 
     def moved_after(self, job_id: str, since: float) -> float:
-        """Seconds from ``since`` to the first frame of the job with a ``seq`` above every
-        ``seq`` seen before ``since``."""
-        before = max((f["job"]["seq"] for t, f in self.of(job_id) if t < since), default=0)
-        later = [t for t, f in self.of(job_id) if t >= since and f["job"]["seq"] > before]
+        """Seconds from ``since`` to the first frame of the job that shows it moving: a newer
+        ``seq`` whose state, progress or retry notice differs from the last frame before."""
+
+        def visible(frame: Frame) -> tuple[Any, ...]:
+            job = frame["job"]
+            return (job["state"], job["progress"]["current"], job["progress"]["message"], str(job["retrying"]))
+
+        before = [f for t, f in self.of(job_id) if t < since]
+        last_seq, last_seen = (before[-1]["job"]["seq"], visible(before[-1])) if before else (0, None)
+        later = [t for t, f in self.of(job_id) if t >= since and f["job"]["seq"] > last_seq and visible(f) != last_seen]
         assert later, f"job {job_id} never moved after the fault"
         return later[0] - since
 
