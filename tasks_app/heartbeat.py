@@ -4,7 +4,7 @@ While a kind's work function runs, a daemon thread of the worker process writes
 ``Job.heartbeat_at`` every ``JOB_HEARTBEAT_TIMEOUT_S / 5`` seconds, whether the work records
 progress or is silent (a thread, not the recorder: a work function may go a long time between
 two ``set_progress`` calls). The write is fenced by the attempt number
-(``services.work_heartbeat``): once the job ended or runs as a newer attempt, it matches no
+(``attempts.work_heartbeat``): once the job ended or runs as a newer attempt, it matches no
 row, and :attr:`Heartbeat.superseded` turns True; the recorder then raises
 ``WorkSuperseded`` on its next write, so a copy of the work that lost its attempt stops.
 
@@ -39,7 +39,7 @@ def beat_interval_s() -> float:
 class Heartbeat:
     """Context manager: beats for ``(job_id, attempt)`` in a daemon thread while the block runs.
 
-    ``beat`` is the fenced write (``services.work_heartbeat``: True while the attempt is the
+    ``beat`` is the fenced write (``attempts.work_heartbeat``: True while the attempt is the
     job's current one). Database errors are logged and the next beat tries again: a beat
     missed for a database hiccup costs nothing unless ``BEATS_PER_TIMEOUT`` are missed.
     """

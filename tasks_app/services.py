@@ -16,11 +16,8 @@ nothing, so a chain never forks; a poll that fails before commit leaves ``poll_s
 ``n`` and its redelivery runs it again. Each claim stamps ``chain_at``: the supervisor
 re-arms a chain whose next poll is overdue (``tasks_app.supervisor``).
 
-Work attempts (DESIGN.md "Supervision and recovery"): a kind's work task carries the
-job's ``attempt``; it claims the attempt when it starts (:func:`work_claim`), beats
-(:func:`work_heartbeat`) while it runs, and its outcome counts only for that attempt
-(:func:`job_succeed`, :func:`job_fail`, :func:`work_stopped`). A copy of an older attempt
-(a redelivery after the visibility timeout) changes nothing.
+The changes a kind's work task makes (its attempt's claim, heartbeat and outcome) are in
+``tasks_app.attempts``.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any, Final
 
 from celery import current_app
@@ -55,11 +51,9 @@ TASK_POLL_JOB: Final = "tasks_app.poll_job"
 
 #: Longest error text kept on a job, characters.
 ERROR_MAX_CHARS: Final = 2000
-#: ``retrying`` reason of a job whose work task's heartbeat stopped.
-REASON_WORKER_LOST: Final = "worker lost"
 
 
-def _publish(job: Job) -> None:
+def publish(job: Job) -> None:
     """Send the job's snapshot, as it is now, once the current transaction commits."""
     snapshot = job_snapshot(job)
     transaction.on_commit(lambda: messaging.send_job_event(snapshot))
@@ -168,13 +162,13 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
         job.seq += 1
         job.poll_seq = 0
         if kind.work_task:
-            _new_attempt(job, now)
+            new_attempt(job, now)
         job.save()
         _schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
-        _publish(job)
+        publish(job)
 
 
-def _new_attempt(job: Job, now: dt.datetime) -> None:
+def new_attempt(job: Job, now: dt.datetime) -> None:
     """Give the job's work a new attempt (number, task id) and send its work task after commit."""
     kind = get_kind(job.kind)
     assert kind.work_task
@@ -239,7 +233,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
             _finish(job, JobState.FAILED)
             return
         reading = kind.read(job, now, observation)
-        changed = reading.progress is not None and _apply_progress(job, reading.progress)
+        changed = reading.progress is not None and apply_progress(job, reading.progress)
         changed = _apply_kind_state(job, reading) or changed
         if reading.succeeded:
             job.result = reading.result
@@ -251,7 +245,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
             if changed:
                 job.seq += 1
                 job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq"])
-                _publish(job)
+                publish(job)
             elif reading.kind_state is not None:
                 job.save(update_fields=["kind_state"])
             _schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
@@ -297,7 +291,7 @@ def _apply_kind_state(job: Job, reading: Reading) -> bool:
     return bool(state.get("retrying") != before)
 
 
-def _apply_progress(job: Job, progress: Progress) -> bool:
+def apply_progress(job: Job, progress: Progress) -> bool:
     new = (progress.current, progress.total, progress.message[:PROGRESS_MESSAGE_MAX_CHARS])
     if new == (job.progress_current, job.progress_total, job.progress_message):
         return False
@@ -323,7 +317,7 @@ def _finish(job: Job, state: str) -> None:
     job_id, attempts = job.id, job.attempt
     transaction.on_commit(lambda: clear_recorded(job_id, attempts))
     logger.info("job %s ended %s at seq %s", job.id, state, job.seq)
-    _publish(job)
+    publish(job)
 
 
 def finish(job: Job, state: str, *, error: str = "") -> None:
@@ -338,151 +332,6 @@ def finish(job: Job, state: str, *, error: str = "") -> None:
 def locked(job_id: uuid.UUID | str) -> Job | None:
     """The job's row, locked until the current transaction ends (None when it is gone)."""
     return _locked(job_id)
-
-
-def _end_by_work(job_id: uuid.UUID | str, state: str, record: Callable[[Job], None], attempt: int | None) -> bool:
-    """End the job in ``state`` after ``record`` wrote the outcome on it (under the lock);
-    a cancel asked meanwhile wins, and a final job, or one whose ``attempt`` moved on, is
-    left alone."""
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.is_final:
-            return False
-        if attempt is not None and attempt != job.attempt:
-            logger.warning(
-                "job %s: outcome of attempt %s ignored (attempt %s is current)", job_id, attempt, job.attempt
-            )
-            return False
-        if job.state == JobState.CANCELLING:
-            _finish(job, JobState.CANCELLED)
-            return True
-        record(job)
-        _finish(job, state)
-        return True
-
-
-def job_succeed(
-    *, job_id: uuid.UUID | str, result: Any, progress: Progress | None = None, attempt: int | None = None
-) -> bool:
-    """Record the work's ``result`` (JSON-serialisable) and end the job ``succeeded``,
-    with its last ``progress`` when given.
-
-    A job whose cancellation was asked ends ``cancelled`` instead; a job already final, or
-    whose current attempt is not ``attempt`` (when given), is left alone. Returns True when
-    this call ended the job.
-    """
-
-    def record(job: Job) -> None:
-        job.result = result
-        if progress is not None:
-            _apply_progress(job, progress)
-
-    return _end_by_work(job_id, JobState.SUCCEEDED, record, attempt)
-
-
-def job_fail(*, job_id: uuid.UUID | str, error: str, attempt: int | None = None) -> bool:
-    """End the job ``failed`` with ``error`` (short human text, no traceback).
-
-    A job whose cancellation was asked ends ``cancelled`` instead; a job already final, or
-    whose current attempt is not ``attempt`` (when given), is left alone. Returns True when
-    this call ended the job.
-    """
-
-    def record(job: Job) -> None:
-        job.error = error[:ERROR_MAX_CHARS]
-
-    return _end_by_work(job_id, JobState.FAILED, record, attempt)
-
-
-def work_claim(*, job_id: uuid.UUID | str, attempt: int) -> Job | None:
-    """Claim ``attempt`` of the job's work as it starts in a worker; returns the job when
-    this copy of the work task is the one to run it, else None (do nothing).
-
-    None when the job is gone or final, when ``attempt`` is not the current one, or when
-    another copy of the attempt beats (a duplicate delivery). A job being cancelled ends
-    ``cancelled`` here (its work never ran). A claim clears the ``retrying`` notice of a
-    re-run, which viewers see.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.is_final or job.attempt != attempt:
-            logger.info("job %s: attempt %s is not current; its work task does nothing", job_id, attempt)
-            return None
-        if job.heartbeat_at is not None and (now - job.heartbeat_at).total_seconds() < settings.JOB_HEARTBEAT_TIMEOUT_S:
-            logger.info("job %s: attempt %s already runs elsewhere; this copy does nothing", job_id, attempt)
-            return None
-        if job.state == JobState.CANCELLING:
-            _finish(job, JobState.CANCELLED)
-            return None
-        job.work_started_at = job.heartbeat_at = now
-        fields = ["work_started_at", "heartbeat_at"]
-        if "retrying" in job.kind_state:
-            job.kind_state = {k: v for k, v in job.kind_state.items() if k != "retrying"}
-            job.progress_message = f"attempt {attempt} started"
-            job.seq += 1
-            fields += ["kind_state", "progress_message", "seq"]
-            _publish(job)
-        job.save(update_fields=fields)
-        return job
-
-
-def work_heartbeat(job_id: uuid.UUID | str, attempt: int) -> bool:
-    """Stamp the heartbeat of ``attempt`` of the job's work (one UPDATE); False when that
-    attempt no longer counts (the job ended, or a newer attempt owns it)."""
-    return bool(
-        Job.objects.filter(pk=job_id, attempt=attempt, state__in=[JobState.RUNNING, JobState.CANCELLING]).update(
-            heartbeat_at=timezone.now()
-        )
-    )
-
-
-def work_stopped(*, job_id: uuid.UUID | str, attempt: int) -> bool:
-    """The work of ``attempt`` stopped after a cancel (``JobCancelled``): a job being
-    cancelled ends ``cancelled`` now. Returns True when this call ended the job."""
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.state != JobState.CANCELLING or job.attempt != attempt:
-            return False
-        _finish(job, JobState.CANCELLED)
-        return True
-
-
-def work_retry_or_fail(job: Job, now: dt.datetime, reason: str, lost_for_s: float) -> None:
-    """The work of a row-locked running job was lost (``reason``, e.g. ``worker lost``,
-    no heartbeat for ``lost_for_s`` seconds): run it again as a new attempt when its kind's
-    ``max_attempts`` allows, viewers seeing ``retrying``; else end it ``failed``.
-
-    The old attempt's task is revoked with ``terminate`` (a stuck worker frees its slot;
-    a dead one has nothing to stop) and is fenced by its attempt number either way.
-    """
-    kind = get_kind(job.kind)
-    kind.stop(job)
-    if job.attempt >= kind.max_attempts:
-        error = f"{reason}: no heartbeat for {lost_for_s:.0f} s (attempt {job.attempt} of {kind.max_attempts})"
-        finish(job, JobState.FAILED, error=error)
-        return
-    _new_attempt(job, now)
-    job.kind_state = {
-        **job.kind_state,
-        "retrying": {
-            "attempt": job.attempt,
-            "max_attempts": kind.max_attempts,
-            "next_attempt_in_s": 0,
-            "reason": reason,
-        },
-    }
-    job.progress_current = 0
-    job.progress_samples = [[max(0.0, (now - job.started_at).total_seconds()) if job.started_at else 0.0, 0]]
-    job.progress_message = f"{reason}; attempt {job.attempt} of {kind.max_attempts} starting"[
-        :PROGRESS_MESSAGE_MAX_CHARS
-    ]
-    job.seq += 1
-    job.save()
-    logger.warning(
-        "job %s: %s after %.0f s without heartbeat; attempt %s sent", job.id, reason, lost_for_s, job.attempt
-    )
-    _publish(job)
 
 
 def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
@@ -509,7 +358,7 @@ def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
             # The kind is asked to stop the work once ``cancelling`` is committed, so the
             # work that stops on it finds the state it must end in.
             transaction.on_commit(lambda: get_kind(job.kind).cancel(job))
-            _publish(job)
+            publish(job)
         logger.info("job %s cancel asked by user %s; now %s", job.id, owner.pk, job.state)
         return job
 

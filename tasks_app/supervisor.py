@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tasks_app import services
+from tasks_app import attempts, services
 from tasks_app.kinds import get_kind
 from tasks_app.models import FINAL_STATES, Job, JobState, Upload
 from tasks_app.progress import clear_recorded, recorded_job_ids
@@ -168,7 +168,7 @@ def _repair_work(job: Job, now: dt.datetime) -> str | None:
         kind.stop(job)
         services.finish(job, JobState.FAILED, error=services.time_limit_message(kind.time_limit_s))
         return FAILED
-    services.work_retry_or_fail(job, now, services.REASON_WORKER_LOST, silent_s)
+    attempts.work_retry_or_fail(job, now, attempts.REASON_WORKER_LOST, silent_s)
     return FAILED if job.state == JobState.FAILED else RERUN
 
 

@@ -94,7 +94,7 @@ class TaskKind(JobKind):
     recorder's cancel flag (cooperative stop) and revokes the task in case it is still
     queued; ``cancel_confirmed`` waits for the work to stop, at most
     ``CANCEL_TERMINATE_AFTER_S``, then terminates it. The task ends the job itself
-    (``services.job_succeed`` / ``job_fail`` / ``work_stopped``).
+    (``attempts.job_succeed`` / ``job_fail`` / ``work_stopped``).
     """
 
     def __init__(
@@ -135,7 +135,7 @@ class TaskKind(JobKind):
         """True when the work cannot write any more: it never started (its queued task was
         revoked), its heartbeat stopped, or it had ``CANCEL_TERMINATE_AFTER_S`` to stop on its
         own and is now terminated. A work task that stops on its own ends the job through
-        ``services.work_stopped`` before this is asked."""
+        ``attempts.work_stopped`` before this is asked."""
         now = timezone.now()
         if job.heartbeat_at is None:
             return True
@@ -205,19 +205,19 @@ def _run_work(
     min_interval_ms: int,
     time_limit_s: int,
 ) -> Any:
-    from tasks_app import services  # services import the registry, which imports this module
+    from tasks_app import attempts, services  # they import the registry, which imports this module
 
-    job = services.work_claim(job_id=job_id, attempt=attempt)
+    job = attempts.work_claim(job_id=job_id, attempt=attempt)
     if job is None:
         return None
     try:
         values = validate_params(params_model, job.params, owner=job.owner)
     except InvalidParams as exc:
-        services.job_fail(
+        attempts.job_fail(
             job_id=job_id, error=f"the job's parameters are no longer valid: {exc.fields}", attempt=attempt
         )
         return None
-    with Heartbeat(job_id, attempt, services.work_heartbeat) as heartbeat:
+    with Heartbeat(job_id, attempt, attempts.work_heartbeat) as heartbeat:
         recorder = ProgressRecorder(
             job_id, attempt=attempt, min_interval_ms=min_interval_ms, superseded=lambda: heartbeat.superseded
         )
@@ -227,23 +227,23 @@ def _run_work(
             logger.info("%s: job %s attempt %s superseded; it stopped without a result", name, job_id, attempt)
             return None
         except JobCancelled:
-            services.work_stopped(job_id=job_id, attempt=attempt)
+            attempts.work_stopped(job_id=job_id, attempt=attempt)
             logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
             return None
         except SoftTimeLimitExceeded:
-            services.job_fail(job_id=job_id, error=services.time_limit_message(time_limit_s), attempt=attempt)
+            attempts.job_fail(job_id=job_id, error=services.time_limit_message(time_limit_s), attempt=attempt)
             return None
         except JobFailed as exc:
-            services.job_fail(job_id=job_id, error=str(exc) or f"{name} failed", attempt=attempt)
+            attempts.job_fail(job_id=job_id, error=str(exc) or f"{name} failed", attempt=attempt)
             return None
         except Exception:
             logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
-            services.job_fail(
+            attempts.job_fail(
                 job_id=job_id,
                 error=f"internal error in {name}; the worker log has the details (task {task.request.id})",
                 attempt=attempt,
             )
             raise
-    services.job_succeed(job_id=job_id, result=result, progress=recorder.progress, attempt=attempt)
+    attempts.job_succeed(job_id=job_id, result=result, progress=recorder.progress, attempt=attempt)
     logger.info("%s: job %s done after %s progress writes", name, job_id, recorder.writes)
     return result

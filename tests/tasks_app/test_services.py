@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from realtime import messaging
-from tasks_app import services
+from tasks_app import attempts, services
 from tasks_app.errors import InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
@@ -200,11 +200,11 @@ def test_cancel_of_another_users_job_is_not_found(user, other_user, memory_layer
 def test_work_outcome_after_cancel_request_ends_cancelled(user, memory_layer, broker):
     job = run(start_simulated(user))
     services.job_cancel(owner=user, job_id=job.id)
-    assert services.job_succeed(job_id=job.id, result={"x": 1}) is True
+    assert attempts.job_succeed(job_id=job.id, result={"x": 1}) is True
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
     assert job.result is None
-    assert services.job_fail(job_id=job.id, error="late") is False
+    assert attempts.job_fail(job_id=job.id, error="late") is False
 
 
 def _upload(user: Any, name: str, content: bytes) -> Any:

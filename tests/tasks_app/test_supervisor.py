@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tasks_app import services, supervisor
+from tasks_app import attempts, services, supervisor
 from tasks_app.heartbeat import Heartbeat
 from tasks_app.kinds import get_kind
 from tasks_app.models import Job, JobState, Upload
@@ -71,7 +71,7 @@ def test_a_stopped_chain_is_rearmed_once_and_the_original_poll_does_nothing(user
 def test_lost_work_runs_again_then_fails_after_max_attempts(user, broker, memory_layer):
     job = start_primes(user)
     assert [t.args for t in work_tasks(broker)] == [[str(job.id), 1]]
-    assert services.work_claim(job_id=job.id, attempt=1) is not None
+    assert attempts.work_claim(job_id=job.id, attempt=1) is not None
     listen(memory_layer, job)
     assert supervisor.supervise() == {}
     aged(job, heartbeat_at=11, chain_at=0.1)  # the worker died 11 s ago; polls go on
@@ -89,12 +89,12 @@ def test_lost_work_runs_again_then_fails_after_max_attempts(user, broker, memory
     assert frame["job"]["retrying"]["reason"] == "worker lost"
     assert frame["job"]["progress"]["message"] == "worker lost; attempt 2 of 2 starting"
     # The first attempt's copy, redelivered, does nothing, and its outcome does not count.
-    assert services.work_claim(job_id=job.id, attempt=1) is None
-    assert services.job_succeed(job_id=job.id, result={"late": True}, attempt=1) is False
-    assert services.work_heartbeat(job.id, 1) is False
+    assert attempts.work_claim(job_id=job.id, attempt=1) is None
+    assert attempts.job_succeed(job_id=job.id, result={"late": True}, attempt=1) is False
+    assert attempts.work_heartbeat(job.id, 1) is False
     # Attempt 2 starts: viewers see the notice go.
-    assert services.work_claim(job_id=job.id, attempt=2) is not None
-    assert services.work_claim(job_id=job.id, attempt=2) is None  # a duplicate copy
+    assert attempts.work_claim(job_id=job.id, attempt=2) is not None
+    assert attempts.work_claim(job_id=job.id, attempt=2) is None  # a duplicate copy
     (frame,) = frames(memory_layer)
     assert frame["job"]["retrying"] is None
     assert frame["job"]["progress"]["message"] == "attempt 2 started"
@@ -124,7 +124,7 @@ def test_work_that_never_started_is_sent_again_with_backoff(user, broker, memory
 
 def test_lost_work_past_its_time_limit_fails_instead_of_running_again(user, broker, memory_layer):
     job = start_primes(user)
-    services.work_claim(job_id=job.id, attempt=1)
+    attempts.work_claim(job_id=job.id, attempt=1)
     limit = get_kind("primes").time_limit_s
     aged(job, heartbeat_at=11, work_started_at=limit + 1, chain_at=0.1)
     assert supervisor.supervise() == {supervisor.FAILED: 1}
@@ -154,7 +154,7 @@ def test_a_cancel_nobody_confirmed_ends_cancelled(user, broker, memory_layer):
 def test_a_cancelled_work_task_is_confirmed_only_once_it_cannot_write(user, broker, memory_layer):
     job = start_primes(user)
     kind = get_kind("primes")
-    services.work_claim(job_id=job.id, attempt=1)
+    attempts.work_claim(job_id=job.id, attempt=1)
     services.job_cancel(owner=user, job_id=job.id)
     job.refresh_from_db()
     assert kind.cancel_confirmed(job, None) is False  # beating, and it had less than 1 s to stop
@@ -194,7 +194,7 @@ def test_housekeeping_removes_orphan_uploads_and_recorded_progress_of_finished_j
     Upload.objects.filter(pk__in=[kept.pk, orphan.pk]).update(created_at=old)
     finished = run(start_simulated(user))
     ProgressRecorder(finished.id).set_progress(1, 2)
-    services.job_fail(job_id=finished.id, error="done")
+    attempts.job_fail(job_id=finished.id, error="done")
     ProgressRecorder(finished.id).set_progress(1, 2)  # a write that came after the final state
     running = start_primes(user)
     ProgressRecorder(running.id).set_progress(1, 2)
