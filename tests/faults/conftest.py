@@ -95,12 +95,22 @@ def ensure_up(stack: Stack) -> None:
     stack.wait_ready()
 
 
+#: Cancels every job a test left active, so that none holds a worker slot into the next test.
+CANCEL_ACTIVE = (
+    "from tasks_app import services; from tasks_app.models import ACTIVE_STATES, Job\n"
+    "for job in Job.objects.filter(state__in=ACTIVE_STATES).select_related('owner'):\n"
+    "    services.job_cancel(owner=job.owner, job_id=job.id)"
+)
+
+
 @pytest.fixture
 def demo(fault_stack: Stack) -> Iterator[HttpSession]:
-    """A logged-in session on the fault stack; every process is up again after the test."""
+    """A logged-in session on the fault stack; after the test every process is up again and
+    no job is left active."""
     ensure_up(fault_stack)
     yield HttpSession(fault_stack).login("demo", DEMO_PASSWORD)
     ensure_up(fault_stack)
+    fault_stack.manage("shell", "-c", CANCEL_ACTIVE)
 
 
 def redis_db_url(server: PrivateRedis, stack: Stack) -> str:

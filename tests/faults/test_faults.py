@@ -13,7 +13,7 @@ import asyncio
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,15 @@ DOWN_S = 5.0
 PRIMES_LIMIT, PRIMES_BELOW_LIMIT = 600_000, 49_098
 
 Frame = dict[str, Any]
+#: Viewers opened by the running test; the ``closing`` fixture closes them, passed or failed.
+OPEN: list[Viewer] = []
+
+
+@pytest.fixture(autouse=True)
+async def closing() -> AsyncIterator[None]:
+    yield
+    while OPEN:
+        await OPEN.pop().close()
 
 
 class Viewer:
@@ -48,7 +57,9 @@ class Viewer:
 
     @classmethod
     async def open(cls, session: HttpSession) -> Viewer:
-        return cls(await JobsClient.open(session))
+        viewer = cls(await JobsClient.open(session))
+        OPEN.append(viewer)
+        return viewer
 
     async def start(self, kind: str, params: dict[str, Any]) -> str:
         accepted = await self.client.answer({"type": "job.start", "kind": kind, "params": params})
@@ -69,7 +80,11 @@ class Viewer:
         return self.of(job_id)[-1][1]
 
     async def until(self, predicate: Callable[[Frame], bool], timeout: float) -> Frame:
-        """Receive until a job frame satisfies ``predicate``; returns it."""
+        """The first job frame that satisfies ``predicate``: one already received (answers
+        included), or the next one that arrives."""
+        for _, frame in self.frames:
+            if predicate(frame):
+                return frame
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -83,9 +98,6 @@ class Viewer:
 
     async def final(self, job_id: str, timeout: float = 90) -> Frame:
         """The job's final frame: one already received, or the next."""
-        seen = [f for _, f in self.of(job_id) if f["job"]["state"] in FINAL]
-        if seen:
-            return seen[0]
         return await self.until(lambda f: f["job"]["id"] == job_id and f["job"]["state"] in FINAL, timeout)
 
     async def frames_during(self, seconds: float) -> list[Frame]:
@@ -176,7 +188,6 @@ async def test_worker_progress_killed_whole_and_back_later(demo: HttpSession, fa
     assert moved <= BOUND_S
     assert final["type"] == "job.succeeded"
     viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_of_two_progress_workers_the_one_holding_the_next_poll_is_killed(
@@ -201,7 +212,6 @@ async def test_of_two_progress_workers_the_one_holding_the_next_poll_is_killed(
     assert moved <= BOUND_S
     assert final["type"] == "job.succeeded"
     viewer.assert_sane(job)
-    await viewer.close()
 
 
 def holder_of_poll(app: Celery, job_id: str) -> str | None:
@@ -240,7 +250,6 @@ async def test_worker_jobs_killed_whole_mid_csv_profile_and_mid_primes(
     assert finals[csv_job]["type"] == "job.succeeded", finals[csv_job]
     assert finals[csv_job]["job"]["result"]["rows"] == 336_776
     assert finals[primes_job]["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
-    await viewer.close()
 
 
 async def test_a_killed_pool_child_is_recovered(demo: HttpSession, fault_stack: Stack) -> None:
@@ -256,12 +265,15 @@ async def test_a_killed_pool_child_is_recovered(demo: HttpSession, fault_stack: 
     busy[0].send_signal(signal.SIGKILL)
     fault = time.monotonic()
     final = await viewer.final(job, 90)
-    moved = viewer.moved_after(job, fault)
-    report("a worker-jobs pool process SIGKILLed mid primes: moving again", moved)
+    # Frames already on their way may arrive after the kill: the new attempt is what shows
+    # the job moving again.
+    rerun = await viewer.until(lambda f: f["job"]["id"] == job and f["job"]["retrying"] is not None, 1)
+    moved = next(t for t, f in viewer.of(job) if f is rerun) - fault
+    report("a worker-jobs pool process SIGKILLed mid primes: attempt 2 under way", moved)
+    report("a worker-jobs pool process SIGKILLed mid primes: succeeded", time.monotonic() - fault)
     assert moved <= BOUND_S
     assert final["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
     viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_cancel_while_worker_progress_is_down(demo: HttpSession, fault_stack: Stack) -> None:
@@ -288,7 +300,6 @@ async def test_cancel_while_worker_progress_is_down(demo: HttpSession, fault_sta
     assert viewer.last(primes)["type"] == "job.cancelled"
     for job in (simulated, primes):
         viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_cancel_then_kill_worker_jobs(demo: HttpSession, fault_stack: Stack) -> None:
@@ -302,7 +313,6 @@ async def test_cancel_then_kill_worker_jobs(demo: HttpSession, fault_stack: Stac
     assert final["type"] == "job.cancelled"
     assert time.monotonic() - fault <= BOUND_S
     viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_a_cancelled_work_task_frees_its_slot_within_2_s(demo: HttpSession, fault_stack: Stack) -> None:
@@ -325,7 +335,6 @@ async def test_a_cancelled_work_task_frees_its_slot_within_2_s(demo: HttpSession
     await viewer.final(jobs[1], 10)
     for job in [*jobs, waiting]:
         viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_a_job_starts_within_1_s_while_every_work_slot_is_busy(demo: HttpSession, fault_stack: Stack) -> None:
@@ -335,18 +344,18 @@ async def test_a_job_starts_within_1_s_while_every_work_slot_is_busy(demo: HttpS
         await viewer.until(progressing(job), 30)
     asked = time.monotonic()
     job = await viewer.start("simulated", {"step": 50, "interval_ms": 100})
-    running = await viewer.until(lambda f: f["job"]["id"] == job and f["job"]["state"] == "running", 5)
+    # The first frame past pending (``job.accepted`` itself when run_job was that quick).
+    started = await viewer.until(lambda f: f["job"]["id"] == job and f["job"]["state"] != "pending", 5)
     started_in = time.monotonic() - asked
     report("a job start while both work slots are busy: running", started_in)
     assert started_in <= 1.0
-    assert running["type"] == "job.progress"
+    assert started["job"]["started_at"] is not None
     await viewer.final(job, 10)
     for other in busy:
         await viewer.send({"type": "job.cancel", "job_id": other})
         await viewer.final(other, 10)
     for each in [*busy, job]:
         viewer.assert_sane(each)
-    await viewer.close()
 
 
 async def test_warm_shutdown_of_worker_progress_with_polls_pending(demo: HttpSession, fault_stack: Stack) -> None:
@@ -361,7 +370,6 @@ async def test_warm_shutdown_of_worker_progress_with_polls_pending(demo: HttpSes
     assert viewer.moved_after(job, back) <= BOUND_S
     assert final["type"] == "job.succeeded"
     viewer.assert_sane(job)
-    await viewer.close()
 
 
 async def test_a_killed_web_process_viewer_reconnects_and_sees_the_final_state(
@@ -378,7 +386,6 @@ async def test_a_killed_web_process_viewer_reconnects_and_sees_the_final_state(
     final = await again.final(job) if snapshot["job"]["state"] not in FINAL else snapshot
     assert final["job"]["state"] == "succeeded"
     again.assert_sane(job)
-    await again.close()
 
 
 async def wait_for_socket(session: HttpSession, timeout: float = 30) -> Viewer:
@@ -401,7 +408,6 @@ async def test_duplicate_and_stale_polls_do_not_fork_the_chain(demo: HttpSession
     viewer.assert_sane(job)
     seqs = [f["job"]["seq"] for _, f in viewer.of(job)]
     assert len(seqs) == len(set(seqs))
-    await viewer.close()
 
 
 @pytest.mark.parametrize("down_s", [0.0, 20.0], ids=["restart-at-once", "down-20s"])
@@ -427,4 +433,3 @@ async def test_redis_restarted_empty(
     assert finals[simulated]["type"] == "job.succeeded"
     assert finals[primes]["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
     assert fault_stack.exited() == {}, "a process exited because Redis restarted"
-    await viewer.close()
