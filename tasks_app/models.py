@@ -25,6 +25,8 @@ class JobState(models.TextChoices):
 
 FINAL_STATES: frozenset[str] = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ACTIVE_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLING})
+#: States that count toward a user's active-job limit: a cancel releases its slot at once.
+LIMITED_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING})
 #: Longest progress message kept, characters (longer ones are cut).
 PROGRESS_MESSAGE_MAX_CHARS = 200
 

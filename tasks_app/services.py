@@ -38,7 +38,7 @@ from realtime import messaging
 from tasks_app.errors import InvalidParams, NotCancellable, RateLimited
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.base import Progress, Reading
-from tasks_app.models import ACTIVE_STATES, FINAL_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
+from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
 from tasks_app.rate import add_sample
 from tasks_app.selectors import job_get, job_snapshot
@@ -98,7 +98,8 @@ def job_start(
     existing job is returned and nothing new starts.
 
     Raises ``UnknownKind``, ``InvalidParams`` (``fields`` name the bad parameters) or
-    ``RateLimited`` (more than ``JOBS_MAX_ACTIVE_PER_USER`` active jobs).
+    ``RateLimited`` (more than ``JOBS_MAX_ACTIVE_PER_USER`` jobs pending or running; a job
+    being cancelled no longer counts).
     """
     job_kind = get_kind(kind)
     cleaned = job_kind.validate(params, owner=owner)
@@ -106,7 +107,7 @@ def job_start(
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_job_or_error(existing, kind, cleaned)
-    active = Job.objects.filter(owner=owner, state__in=ACTIVE_STATES).count()
+    active = Job.objects.filter(owner=owner, state__in=LIMITED_STATES).count()
     if active >= settings.JOBS_MAX_ACTIVE_PER_USER:
         raise RateLimited(
             f"{active} jobs are still active (limit {settings.JOBS_MAX_ACTIVE_PER_USER}); "

@@ -90,6 +90,16 @@ def test_compose_environment_is_what_the_settings_read(compose):
         assert env["REDIS_URL"].startswith("redis://redis:")
 
 
+def test_compose_holds_no_database_password(compose):
+    required = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+    assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == required
+    for name in PROCESSES | {"migrate"}:
+        assert (
+            compose["services"][name]["environment"]["DATABASE_URL"] == f"postgres://jobs:{required}@postgres:5432/jobs"
+        )
+    assert "jobs:jobs@" not in (ROOT / "docker-compose.yml").read_text()
+
+
 def test_every_environment_variable_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in settings.ENVIRONMENT_VARIABLES if f"`{name}`" not in readme]

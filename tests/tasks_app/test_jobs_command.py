@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -122,6 +123,16 @@ def test_start_prints_the_id_of_a_pending_job_with_the_parsed_params(user):
     assert (job.owner, job.kind, job.state) == (user, "simulated", JobState.PENDING)
     assert job.params["step"] == 5
     assert job.params["interval_ms"] == 100
+
+
+@pytest.mark.django_db
+def test_start_keeps_info_log_lines_off_stderr_unless_verbose(user, caplog):
+    caplog.set_level(logging.INFO)
+    run_jobs("start", "simulated", "--user", "alice")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("tasks_app")] == []
+    run_jobs("start", "simulated", "--user", "alice", verbosity=2)
+    assert any("created for user" in r.getMessage() for r in caplog.records)
+    assert logging.getLogger("tasks_app").level == logging.NOTSET  # restored
 
 
 @pytest.mark.django_db

@@ -86,12 +86,14 @@ def test_idempotency_key_returns_the_same_job(user, memory_layer, broker):
     assert Job.objects.count() == 1
 
 
-def test_active_job_limit(user, settings, memory_layer, broker):
+def test_active_job_limit_and_a_cancel_releases_its_slot_at_once(user, settings, memory_layer, broker):
     settings.JOBS_MAX_ACTIVE_PER_USER = 2
-    start_simulated(user)
+    first = run(start_simulated(user, interval_ms=10_000))
     start_simulated(user)
     with pytest.raises(RateLimited, match="limit 2"):
         start_simulated(user)
+    assert services.job_cancel(owner=user, job_id=first.id).state == JobState.CANCELLING
+    assert start_simulated(user).state == JobState.PENDING  # before any poll confirmed the cancel
 
 
 def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memory_layer):

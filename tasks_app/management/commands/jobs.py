@@ -31,10 +31,12 @@ stop it with ``manage.py jobs cancel JOB_ID``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Final, NoReturn, cast
@@ -399,6 +401,26 @@ def _unstyled(text: str) -> str:
 # --- the command ----------------------------------------------------------------------------
 
 
+#: Loggers whose INFO lines (``job … created``) would land above the bar on stderr.
+QUIETED_LOGGERS: Final = ("tasks_app", "realtime")
+
+
+@contextlib.contextmanager
+def quiet_logs(quiet: bool) -> Iterator[None]:
+    """While the command runs, keep the project's INFO log lines off stderr (the bar's place)
+    unless ``-v 2``; warnings still show. Restores the loggers' levels afterwards."""
+    loggers = [logging.getLogger(name) for name in QUIETED_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(max(logging.WARNING, lg.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 class Command(BaseCommand):
     help = (
         "Start, watch and cancel jobs from a terminal (live progress over the channel layer). "
@@ -458,6 +480,10 @@ class Command(BaseCommand):
         ``returncode`` ``EXIT_REFUSED`` (an ``ApplicationError`` as ``"<code>: <message>"``,
         field messages on the lines below) or ``EXIT_USAGE``.
         """
+        with quiet_logs(int(options["verbosity"]) < VERBOSITY_TRACE):
+            self._handle(options)
+
+    def _handle(self, options: dict[str, Any]) -> None:
         try:
             owner = self._owner(options["user"])
             if options["action"] == "start":
