@@ -260,5 +260,18 @@ LOGGING = {
 #: Behind HTTPS, send the session and CSRF cookies over HTTPS only.
 SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+#: Behind a TLS proxy that sets ``X-Forwarded-Proto`` (and drops the one a client sends),
+#: trust it to tell HTTPS requests apart; without this Django sees every request as HTTP.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if _env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False) else None
+)
+#: Redirect plain-HTTP requests to HTTPS (``SecurityMiddleware``).
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+#: HTTP Strict Transport Security: ``max-age`` in seconds (0: no header), and its
+#: ``includeSubDomains`` and ``preload`` flags. Read Django's "HTTP Strict Transport Security"
+#: notes first: browsers remember the header for ``max-age`` seconds.
+SECURE_HSTS_SECONDS = _env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 
 CSRF_FAILURE_VIEW = "tasks_app.views.csrf_failure"

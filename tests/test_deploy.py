@@ -4,6 +4,9 @@ celeryconfig, README."""
 from __future__ import annotations
 
 import re
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,6 +101,39 @@ def test_compose_holds_no_database_password(compose):
             compose["services"][name]["environment"]["DATABASE_URL"] == f"postgres://jobs:{required}@postgres:5432/jobs"
         )
     assert "jobs:jobs@" not in (ROOT / "docker-compose.yml").read_text()
+
+
+#: The README's production settings ("Deployment").
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-production-check-only-" + "z9" * 20,
+    "DJANGO_ALLOWED_HOSTS": "jobs.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://jobs.example.com",
+    "DJANGO_SECURE_COOKIES": "1",
+    "DJANGO_SECURE_PROXY_SSL_HEADER": "1",
+    "DJANGO_SECURE_SSL_REDIRECT": "1",
+    "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "DJANGO_SECURE_HSTS_PRELOAD": "1",
+}
+
+
+def test_check_deploy_passes_with_the_readmes_production_settings():
+    readme = (ROOT / "README.md").read_text()
+    for name, value in PRODUCTION_ENV.items():
+        if name.startswith("DJANGO_SECURE_"):
+            assert f"{name}={value}" in readme, name
+    env = {**os.environ, **PRODUCTION_ENV}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
 
 
 def test_every_environment_variable_is_documented_in_the_readme():
