@@ -3,8 +3,8 @@ celeryconfig, README."""
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
