@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import redis
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.stack import UPLOAD_MAX_BYTES, HttpSession, Stack, http_status
+from tests.integration.stack import DEMO_PASSWORD, ROOT, UPLOAD_MAX_BYTES, HttpSession, Stack, http_status
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS, PENGUINS_RAW
 
@@ -269,3 +271,17 @@ async def test_flower_requires_credentials_and_sees_the_tasks(stack: Stack, demo
         names = {t.get("name") for t in tasks.values()}
         time.sleep(0.5)
     assert {"tasks_app.run_job", "tasks_app.poll_job"} <= names
+
+
+def test_the_readmes_script_client_runs_a_job_over_the_socket(stack: Stack) -> None:
+    example = ROOT / "docs" / "examples" / "watch_job.py"
+    readme = (ROOT / "README.md").read_text()
+    assert f"```python\n{example.read_text()}```" in readme, "the README shows the example word for word"
+    env = {**stack.env, "JOBS_URL": stack.http_url, "JOBS_USERNAME": "demo", "JOBS_PASSWORD": DEMO_PASSWORD}
+    result = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("job.accepted "), lines
+    assert lines[-1] == "job.succeeded succeeded 100.0", lines
