@@ -87,8 +87,44 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user = user
         self.following: dict[str, int] = {}
+        self.bucket = TokenBucket(burst=settings.WS_RATE_BURST, rate=settings.WS_RATE_PER_S)
+        self.strikes = 0
+        self.closing = False
         await self.accept()
         await self.connected()
+
+    async def admit(self, text_data: str | None, bytes_data: bytes | None) -> bool:
+        """The limits every socket endpoint shares (README "WebSocket protocol"): True when the
+        frame may be handled. A frame over ``WS_MAX_FRAME_BYTES`` closes the socket (4400);
+        frames beyond the token bucket (``WS_RATE_BURST``, ``WS_RATE_PER_S``) are refused
+        (:meth:`refuse_rate`), and after ``WS_RATE_STRIKES_BEFORE_CLOSE`` refusals in a row the
+        socket is closed (4429). Once closing, frames still queued are dropped unhandled."""
+        if self.closing:
+            return False
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.WS_MAX_FRAME_BYTES:
+            logger.warning("closing socket of user %s: %s-byte frame", self.user.pk, size)
+            await self.close_for_abuse(CLOSE_FRAME_TOO_LARGE)
+            return False
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes > settings.WS_RATE_STRIKES_BEFORE_CLOSE:
+                logger.warning("closing socket of user %s: frame flood", self.user.pk)
+                await self.close_for_abuse(CLOSE_RATE_LIMITED)
+            else:
+                await self.refuse_rate()
+            return False
+        self.strikes = 0
+        return True
+
+    async def close_for_abuse(self, code: int) -> None:
+        """Close with ``code``; frames the client sent before it are not handled."""
+        self.closing = True
+        await self.close(code=code)
+
+    async def refuse_rate(self) -> None:
+        """Answer a frame refused for rate (in this consumer's protocol)."""
+        raise NotImplementedError
 
     async def connected(self) -> None:
         """Hook run after ``accept()``."""
@@ -148,25 +184,12 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 class JobsConsumer(_FollowingConsumer):
     """Protocol v1 at ``/ws/jobs/`` (DESIGN.md "WebSocket protocol, version 1")."""
 
-    async def connected(self) -> None:
-        self.bucket = TokenBucket(burst=settings.WS_RATE_BURST, rate=settings.WS_RATE_PER_S)
-        self.strikes = 0
+    async def refuse_rate(self) -> None:
+        await self.send_json(error_frame(CODE_RATE_LIMITED, "too many frames; slow down"))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
-        if size > settings.WS_MAX_FRAME_BYTES:
-            logger.warning("closing socket of user %s: %s-byte frame", self.user.pk, size)
-            await self.close(code=CLOSE_FRAME_TOO_LARGE)
+        if not await self.admit(text_data, bytes_data):
             return
-        if not self.bucket.take():
-            self.strikes += 1
-            if self.strikes > settings.WS_RATE_STRIKES_BEFORE_CLOSE:
-                logger.warning("closing socket of user %s: frame flood", self.user.pk)
-                await self.close(code=CLOSE_RATE_LIMITED)
-            else:
-                await self.send_json(error_frame(CODE_RATE_LIMITED, "too many frames; slow down"))
-            return
-        self.strikes = 0
         if text_data is None:
             await self.send_json(error_frame(CODE_INVALID_MESSAGE, "binary frames are not part of the protocol"))
             return
@@ -226,6 +249,7 @@ class JobsConsumer(_FollowingConsumer):
 #: What ``/prog/`` starts: the original demo's work (step 3 every 200 ms).
 SEED_PARAMS = {"step": 3, "interval_ms": 200}
 SEED_ACTION_START = "start"
+SEED_UNKNOWN_MESSAGE = 'unknown message; send {"action": "start"}'
 
 
 class SeedProgressConsumer(_FollowingConsumer):
@@ -241,9 +265,21 @@ class SeedProgressConsumer(_FollowingConsumer):
         self.last_progress: dict[str, int] = {}
         await self.send_json({"accept": True})
 
+    async def refuse_rate(self) -> None:
+        await self.send_json({"error": "too many frames; slow down"})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The same limits as ``/ws/jobs/`` (:meth:`admit`), then the demo's one message."""
+        if not await self.admit(text_data, bytes_data):
+            return
+        if not text_data:  # a binary or empty frame
+            await self.send_json({"error": SEED_UNKNOWN_MESSAGE})
+            return
+        await super().receive(text_data=text_data)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or content.get("action") != SEED_ACTION_START:
-            await self.send_json({"error": 'unknown message; send {"action": "start"}'})
+            await self.send_json({"error": SEED_UNKNOWN_MESSAGE})
             return
         try:
             job_id = await _start(self.user, "simulated", dict(SEED_PARAMS), None)
@@ -255,7 +291,7 @@ class SeedProgressConsumer(_FollowingConsumer):
     async def decode_json(self, text_data: str) -> Any:
         try:
             return await super().decode_json(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return None
 
     async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:

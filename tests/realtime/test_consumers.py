@@ -216,3 +216,41 @@ async def test_seed_endpoint_speaks_the_original_protocol(user, memory_layer):
     received = [await comm.receive_json_from(timeout=3) for _ in range(3)]
     assert received == [{"progress": 0}, {"progress": 3}, {"complete": True, "progress": 100}]
     await comm.disconnect()
+
+
+async def test_seed_endpoint_has_the_same_frame_size_limit(user, settings):
+    settings.WS_MAX_FRAME_BYTES = 1024
+    comm = await connect(user, SeedProgressConsumer, "/prog/")
+    assert await comm.receive_json_from(timeout=3) == {"accept": True}
+    await comm.send_to(text_data=json.dumps({"action": "start", "pad": "x" * 2000}))
+    closed = await comm.receive_output(timeout=3)
+    assert closed == {"type": "websocket.close", "code": CLOSE_FRAME_TOO_LARGE}
+    assert await job_count() == 0
+
+
+async def test_seed_endpoint_flood_is_refused_then_closed_and_queued_frames_start_nothing(user, settings):
+    settings.WS_RATE_BURST = 2
+    settings.WS_RATE_PER_S = 0.001
+    settings.WS_RATE_STRIKES_BEFORE_CLOSE = 3
+    comm = await connect(user, SeedProgressConsumer, "/prog/")
+    assert await comm.receive_json_from(timeout=3) == {"accept": True}
+    for _ in range(40):  # sent at once: all queued before the consumer handles the first
+        await comm.send_json_to({"action": "start"})
+    answers = []
+    while (out := await comm.receive_output(timeout=3))["type"] == "websocket.send":
+        answers.append(json.loads(out["text"]))
+    assert answers == [{"error": "too many frames; slow down"}] * 3
+    assert out == {"type": "websocket.close", "code": CLOSE_RATE_LIMITED}
+    assert await job_count() == 2  # the burst; nothing queued behind the close started
+
+
+async def test_seed_endpoint_answers_bad_frames_without_closing(user):
+    comm = await connect(user, SeedProgressConsumer, "/prog/")
+    assert await comm.receive_json_from(timeout=3) == {"accept": True}
+    for frame in ("[" * 50_000, "{oops"):  # nested past the recursion limit; not JSON
+        await comm.send_to(text_data=frame)
+        assert await comm.receive_json_from(timeout=3) == {"error": 'unknown message; send {"action": "start"}'}
+    await comm.send_to(bytes_data=b"\x00\x01")
+    assert await comm.receive_json_from(timeout=3) == {"error": 'unknown message; send {"action": "start"}'}
+    assert await job_count() == 0
+    await comm.disconnect()
