@@ -145,11 +145,18 @@ class JobStartIn(Schema):
     )
 
 
+#: Largest ``offset`` of ``GET /api/jobs/``: far past any real history, well inside the
+#: database's 64-bit integers (a larger one answered 500 on SQLite: "datatype mismatch").
+LIST_OFFSET_MAX = 1_000_000_000
+
+
 class PageIn(Schema):
-    """Query of ``GET /api/jobs/``: ``?limit=&offset=``."""
+    """Query of ``GET /api/jobs/``: ``?limit=&offset=``; any other key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(LIST_LIMIT_DEFAULT, ge=1, le=LIST_LIMIT_MAX, description="Jobs per page.")
-    offset: int = Field(0, ge=0, description="Jobs to skip, newest first.")
+    offset: int = Field(0, ge=0, le=LIST_OFFSET_MAX, description="Jobs to skip, newest first.")
 
 
 # --- schemas: tokens -------------------------------------------------------------------------
@@ -464,8 +471,16 @@ def job_start(request: HttpRequest, payload: JobStartIn) -> Status[dict[str, Any
     summary="List my jobs",
 )
 def job_list(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
-    """The user's jobs, newest first, ``limit`` (1..100, default 20) from ``offset`` (0..),
-    with ``count``, the number of all the user's jobs."""
+    """The user's jobs, newest first, ``limit`` (1..100, default 20) from ``offset``
+    (0..``LIST_OFFSET_MAX``), with ``count``, the number of all the user's jobs. Any other
+    query key is refused (400 ``invalid_message``)."""
+    # ninja passes only the schema's keys to it (ninja/params/models.py ``_map_data_paths``),
+    # so ``extra="forbid"`` never sees an unknown one: refuse those here.
+    unknown = sorted(set(request.GET) - set(PageIn.model_fields))
+    if unknown:
+        raise ValidationError(
+            [{"loc": ("query", name), "msg": "unknown query parameter", "type": "extra_forbidden"} for name in unknown]
+        )
     # The id breaks ties of created_at, so pages never overlap or skip a job.
     jobs = selectors.jobs_of(request_user(request)).order_by("-created_at", "-pk")
     return {

@@ -378,7 +378,15 @@ def test_list_is_newest_first_and_paginated_by_limit_and_offset(alice, mallory, 
     assert alice.get("/api/jobs/?limit=100").json()["count"] == 25
     assert mallory.get("/api/jobs/").json()["count"] == 1
 
-    for query, field in (("limit=0", "limit"), ("limit=101", "limit"), ("limit=x", "limit"), ("offset=-1", "offset")):
+    cases = (
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=x", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=9223372036854775808", "offset"),
+        ("foo=bar", "foo"),
+    )
+    for query, field in cases:
         response = alice.get(f"/api/jobs/?{query}")
         assert error_of(response) == (400, "invalid_message"), query
         assert set(response.json()["fields"]) == {field}
