@@ -23,14 +23,17 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from tasks_app import selectors, services
 from tasks_app.errors import CODE_INVALID_PARAMS, JobNotFound
+from tasks_app.uploadlimit import UploadLimit
 
 logger = logging.getLogger(__name__)
 
 CODE_NOT_AUTHENTICATED: Final = "not_authenticated"
 CODE_TOO_LARGE: Final = "too_large"
+CODE_LENGTH_REQUIRED: Final = "length_required"
 CODE_METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 CODE_CSRF_FAILED: Final = "csrf_failed"
 #: Room for the multipart envelope around the file when checking Content-Length, bytes.
@@ -130,21 +133,43 @@ def _too_large(size: int) -> JsonResponse:
     )
 
 
+@csrf_exempt  # the CSRF check runs below, once the upload handlers are in place
 def upload_create_view(request: HttpRequest) -> JsonResponse:
     """``POST /uploads/`` (login and CSRF required), multipart field ``file``.
 
-    201 ``{"upload_id", "name", "size"}``; 401 not logged in; 405 not POST; 400 no file or
-    an empty one; 413 over ``UPLOAD_MAX_BYTES`` (checked on Content-Length before the body
-    is parsed, and on the file itself).
+    201 ``{"upload_id", "name", "size"}``; 401 not logged in; 405 not POST; 411 no
+    Content-Length (a chunked body); 400 no file or an empty one; 413 over
+    ``UPLOAD_MAX_BYTES``: checked on Content-Length before the body is parsed, then while the
+    file is read (``tasks_app.uploadlimit``), and on the file itself.
     """
     if not request.user.is_authenticated:
         return _error(401, CODE_NOT_AUTHENTICATED, "log in to upload files")
     if request.method != "POST":
         return _error(405, CODE_METHOD_NOT_ALLOWED, "use POST with a multipart field 'file'")
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if not request.META.get("CONTENT_LENGTH"):
+        # Django reads a body only up to its Content-Length (django/http/request.py
+        # LimitedStream): without one a chunked upload would look empty.
+        return _error(
+            411,
+            CODE_LENGTH_REQUIRED,
+            "send the file with a Content-Length header; chunked uploads are not supported",
+        )
+    declared = int(request.META["CONTENT_LENGTH"])
     if declared > settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES:
         return _too_large(declared)
+    # Upload handlers must be set before the body is parsed, and CsrfViewMiddleware parses it
+    # (request.POST): hence csrf_exempt here and csrf_protect inside (Django docs, "Modifying
+    # upload handlers on the fly").
+    limit = UploadLimit(settings.UPLOAD_MAX_BYTES, request)
+    request.upload_handlers.insert(0, limit)
+    return _upload_create(request, limit)
+
+
+@csrf_protect
+def _upload_create(request: HttpRequest, limit: UploadLimit) -> JsonResponse:
     file = request.FILES.get("file")
+    if limit.exceeded:
+        return _too_large(limit.received)
     if file is None:
         return _error(
             400,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import subprocess
 import sys
@@ -285,3 +286,42 @@ def test_the_readmes_script_client_runs_a_job_over_the_socket(stack: Stack) -> N
     lines = result.stdout.splitlines()
     assert lines[0].startswith("job.accepted "), lines
     assert lines[-1] == "job.succeeded succeeded 100.0", lines
+
+
+def chunked_upload(session: HttpSession, content: bytes) -> tuple[int, dict[str, Any]]:
+    """``POST /uploads/`` with a chunked body (no Content-Length), as a streaming client sends it."""
+    boundary = "chunked-boundary-7d1f"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    body = head + content + f"\r\n--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", session.stack.port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/uploads/",
+            body=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Cookie": session.cookie_header,
+                "X-CSRFToken": session.cookie("csrftoken"),
+                "Host": "127.0.0.1",
+            },
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_chunked_upload_without_content_length_is_refused_with_411_and_stores_nothing(
+    demo: HttpSession, stack: Stack
+) -> None:
+    stored_before = sorted((stack.workdir / "media").rglob("*.csv"))
+    for content in (b"a,b\n" + b"1,2\n" * (UPLOAD_MAX_BYTES // 4 + 10), b"a,b\n1,2\n"):
+        status, body = chunked_upload(demo, content)
+        assert (status, body["code"]) == (411, "length_required"), body
+        assert "Content-Length" in body["message"]
+    assert sorted((stack.workdir / "media").rglob("*.csv")) == stored_before
