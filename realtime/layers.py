@@ -39,8 +39,12 @@ EVENT_RECONNECTED: Final = "layer.reconnected"
 #: ``socket_timeout`` of the layer's Redis connections, seconds: above the 5 s BZPOPMIN of
 #: ``RedisChannelLayer.brpop_timeout``, so an idle receive never times out on the socket.
 SOCKET_TIMEOUT_S: Final = 5 * 3
-#: Seconds between two checks of the marker key (at most one SET NX per process per period).
+#: Seconds between two checks of the marker key (at most one SET per process per period).
 MARKER_CHECK_S: Final = 2.0
+#: The marker expires after this many seconds without a check (a web process that is gone
+#: leaves no key behind for long); a process that received nothing for as long reads its
+#: expiry as lost data once, which costs one harmless resync.
+MARKER_TTL_S: Final = 24 * 3600
 #: Backoff while Redis does not answer, seconds: first and longest wait.
 RETRY_FIRST_S: Final = 0.2
 RETRY_MAX_S: Final = 5.0
@@ -104,8 +108,9 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
         if now - self._marker_checked < MARKER_CHECK_S:
             return
         self._marker_checked = now
-        created = await self.connection(index).set(self._marker, 1, nx=True)
-        if created and self._marker_set:
+        # One command: refresh the marker and learn whether it was there (SET ... GET).
+        previous = await self.connection(index).set(self._marker, 1, ex=MARKER_TTL_S, get=True)
+        if previous is None and self._marker_set:
             logger.warning("channel layer: Redis lost its data (restart or flush); consumers rejoin their groups")
             raise RedisConnectionError("channel-layer marker key gone")
         self._marker_set = True
@@ -117,7 +122,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.connection(index).set(self._marker, 1)
+                await self.connection(index).set(self._marker, 1, ex=MARKER_TTL_S)
             except REDIS_ERRORS:
                 delay = min(RETRY_MAX_S, delay * 2)
                 continue
