@@ -27,7 +27,10 @@ the task calls the function with the validated parameters and a
   "time limit exceeded (N s)" (Celery's hard limit kills the work ``TIME_LIMIT_GRACE_S``
   later if it does not stop);
 - anything else → ``failed`` with "internal error …" (the traceback goes to the worker log
-  and Celery records the task as failed).
+  only).
+
+Whenever the job ends ``failed``, the task ends as FAILURE (``WorkFailed`` with the job's
+error), so Flower and the admin's task results show the failure where their users look.
 
 The task's arguments are ``(job_id, attempt)``. While it runs it beats
 (``tasks_app.heartbeat``); if its worker dies, the supervisor runs the job again as attempt
@@ -85,6 +88,12 @@ WorkFunction = Callable[[P, ProgressRecorder], Any]
 class JobFailed(Exception):
     """Raise from a kind's work function to end its job ``failed`` with this message
     (short human text: it is shown to the user as it is)."""
+
+
+class WorkFailed(Exception):
+    """What a work task raises after its job ended ``failed`` (the job's error as message),
+    so Celery records the task as FAILURE. An expected error of the task (``throws``): Celery
+    logs it in one line, without a traceback."""
 
 
 class TaskKind(JobKind):
@@ -183,6 +192,7 @@ def job_kind(
         @shared_task(  # type: ignore[untyped-decorator]
             name=task_name,
             bind=True,
+            throws=(WorkFailed,),
             soft_time_limit=time_limit_s,
             time_limit=time_limit_s + HARD_LIMIT_GRACE_S,
         )
@@ -210,40 +220,38 @@ def _run_work(
     job = attempts.work_claim(job_id=job_id, attempt=attempt)
     if job is None:
         return None
+    error: str | None = None
     try:
         values = validate_params(params_model, job.params, owner=job.owner)
     except InvalidParams as exc:
-        attempts.job_fail(
-            job_id=job_id, error=f"the job's parameters are no longer valid: {exc.fields}", attempt=attempt
-        )
-        return None
-    with Heartbeat(job_id, attempt, attempts.work_heartbeat) as heartbeat:
-        recorder = ProgressRecorder(
-            job_id, attempt=attempt, min_interval_ms=min_interval_ms, superseded=lambda: heartbeat.superseded
-        )
-        try:
-            result = function(values, recorder)
-        except WorkSuperseded:
-            logger.info("%s: job %s attempt %s superseded; it stopped without a result", name, job_id, attempt)
-            return None
-        except JobCancelled:
-            attempts.work_stopped(job_id=job_id, attempt=attempt)
-            logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
-            return None
-        except SoftTimeLimitExceeded:
-            attempts.job_fail(job_id=job_id, error=services.time_limit_message(time_limit_s), attempt=attempt)
-            return None
-        except JobFailed as exc:
-            attempts.job_fail(job_id=job_id, error=str(exc) or f"{name} failed", attempt=attempt)
-            return None
-        except Exception:
-            logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
-            attempts.job_fail(
-                job_id=job_id,
-                error=f"internal error in {name}; the worker log has the details (task {task.request.id})",
-                attempt=attempt,
+        error = f"the job's parameters are no longer valid: {exc.fields}"
+    else:
+        with Heartbeat(job_id, attempt, attempts.work_heartbeat) as heartbeat:
+            recorder = ProgressRecorder(
+                job_id, attempt=attempt, min_interval_ms=min_interval_ms, superseded=lambda: heartbeat.superseded
             )
-            raise
+            try:
+                result = function(values, recorder)
+            except WorkSuperseded:
+                logger.info("%s: job %s attempt %s superseded; it stopped without a result", name, job_id, attempt)
+                return None
+            except JobCancelled:
+                attempts.work_stopped(job_id=job_id, attempt=attempt)
+                logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
+                return None
+            except SoftTimeLimitExceeded:
+                error = services.time_limit_message(time_limit_s)
+            except JobFailed as exc:
+                error = str(exc) or f"{name} failed"
+            except Exception:
+                logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
+                error = f"internal error in {name}; the worker log has the details (task {task.request.id})"
+    if error is not None:
+        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
+        # A FAILURE result for the task, so Flower and the admin's task results show it; the
+        # exception is raised here, outside the work function, so the stored traceback holds
+        # none of its frames (the worker log has them, for an unexpected error).
+        raise WorkFailed(error) from None
     attempts.job_succeed(job_id=job_id, result=result, progress=recorder.progress, attempt=attempt)
     logger.info("%s: job %s done after %s progress writes", name, job_id, recorder.writes)
     return result

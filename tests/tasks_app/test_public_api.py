@@ -130,12 +130,19 @@ def echo(params: EchoParams, recorder: ProgressRecorder) -> dict[str, str]:
 )
 def test_outcomes_of_a_decorated_kind(user: Any, broker: Any, memory_layer: Any, word, state, result, error) -> None:
     job = started(user, "test-echo", {"word": word})
-    echo.apply(args=[str(job.id)], task_id=job.work_task_id)
+    outcome = echo.apply(args=[str(job.id)], task_id=job.work_task_id)
     job.refresh_from_db()
     assert job.state == state
     assert job.result == result
     assert job.error.startswith(error)
     assert "Traceback" not in job.error
+    if state == JobState.FAILED:
+        # The task is a FAILURE too (Flower, the admin's task results), with the job's error
+        # and a traceback that holds none of the work function's frames.
+        assert outcome.state == "FAILURE"
+        assert str(outcome.result) == job.error
+        assert "def echo" not in outcome.traceback
+        assert "ZeroDivisionError" not in outcome.traceback
     if state == JobState.SUCCEEDED:
         assert (job.progress_current, job.progress_total, job.progress_message) == (2, 2, "done")
 

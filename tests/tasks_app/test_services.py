@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from realtime import messaging
 from tasks_app import attempts, services
 from tasks_app.errors import InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
+from tasks_app.kinds.task_kind import WorkFailed
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
 
@@ -237,7 +238,8 @@ def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, mem
 
     upload = _upload(user, "image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
     job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
-    profile_csv_task(str(job.id))
+    with pytest.raises(WorkFailed, match=r"^image\.csv is not a CSV file"):  # the task ends FAILURE
+        profile_csv_task(str(job.id))
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert job.error.startswith("image.csv is not a CSV file we can read: binary content")
