@@ -80,7 +80,8 @@ def time_limit_message(limit_s: int) -> str:
     return f"time limit exceeded ({limit_s} s)"
 
 
-def _locked(job_id: uuid.UUID | str) -> Job | None:
+def locked(job_id: uuid.UUID | str) -> Job | None:
+    """The job's row, locked until the current transaction ends (None when it is gone)."""
     return Job.objects.select_for_update().filter(pk=job_id).first()
 
 
@@ -146,7 +147,7 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
     alone. A kind with a work task gets attempt 1 sent to its queue after the commit.
     """
     with transaction.atomic():
-        job = _locked(job_id)
+        job = locked(job_id)
         if job is None:
             logger.warning("run_job: job %s does not exist; nothing to run", job_id)
             return
@@ -216,7 +217,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
         if not claimed:
             logger.debug("poll %s of job %s lost the claim; chain stops", poll_seq, job_id)
             return
-        job = _locked(job_id)
+        job = locked(job_id)
         assert job is not None
         now = timezone.now()
         if job.state == JobState.CANCELLING:
@@ -328,11 +329,6 @@ def finish(job: Job, state: str, *, error: str = "") -> None:
     if error:
         job.error = error[:ERROR_MAX_CHARS]
     _finish(job, state)
-
-
-def locked(job_id: uuid.UUID | str) -> Job | None:
-    """The job's row, locked until the current transaction ends (None when it is gone)."""
-    return _locked(job_id)
 
 
 def job_cancel(*, owner: User, job_id: uuid.UUID | str) -> Job:
