@@ -30,8 +30,9 @@ from celery import Celery
 from proj.localredis import free_port, with_db
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Redis database of the integration stack (unit tests use REDIS_URL's, usually 15).
-STACK_REDIS_DB = 14
+#: Redis database of the integration stack (unit tests use REDIS_URL's, usually 15); set
+#: ``TEST_STACK_REDIS_DB`` to run two test sessions against one server at once.
+STACK_REDIS_DB = int(os.environ.get("TEST_STACK_REDIS_DB", "14"))
 READY_TIMEOUT_S = 60.0
 DEMO_PASSWORD = "integration-demo-password"
 OTHER_USER = ("mallory", "integration-mallory-password")
