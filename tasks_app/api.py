@@ -19,17 +19,21 @@ from typing import Annotated, Any, Final, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 from ninja.security import HttpBearer
 from ninja.security.apikey import APIKeyCookie
 from ninja.utils import check_csrf
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from realtime.protocol import IDEMPOTENCY_KEY_MAX_CHARS, KIND_MAX_CHARS, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
-from tasks_app import selectors, services, tokens
+from tasks_app import openapi, selectors, services, tokens
 from tasks_app.errors import (
+    CODE_IDEMPOTENCY_CONFLICT,
     CODE_INTERNAL,
     CODE_INVALID_JSON,
     CODE_INVALID_MESSAGE,
@@ -41,6 +45,7 @@ from tasks_app.errors import (
     ApplicationError,
     InvalidParams,
 )
+from tasks_app.kinds import REGISTRY
 from tasks_app.models import ApiToken, JobState
 from tasks_app.views import CODE_CSRF_FAILED, CODE_NOT_AUTHENTICATED
 
@@ -53,6 +58,7 @@ STATUS_BY_CODE: Final[dict[str, HTTPStatus]] = {
     CODE_NOT_FOUND: HTTPStatus.NOT_FOUND,
     CODE_RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
     CODE_NOT_CANCELLABLE: HTTPStatus.CONFLICT,
+    CODE_IDEMPOTENCY_CONFLICT: HTTPStatus.UNPROCESSABLE_ENTITY,
     CODE_INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 INTERNAL_MESSAGE: Final = "internal error; the server log has the details"
@@ -72,7 +78,7 @@ the `X-CSRFToken` header), or `Authorization: Bearer <token>` with a token from
 `invalid_params`, `invalid_message` and `invalid_json`), with the WebSocket's codes:
 400 `unknown_kind`, `invalid_params`, `invalid_message`, `invalid_json`; 401
 `not_authenticated`; 403 `csrf_failed`; 404 `not_found` (also another user's job, and ids
-that are not UUIDs); 409 `not_cancellable`; 429 `rate_limited`; 500 `internal`.
+that are not UUIDs); 409 `not_cancellable`; 422 `idempotency_conflict`; 429 `rate_limited`; 500 `internal`.
 """
 
 IsoDateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -234,6 +240,14 @@ class NotCancellableError(Schema):
     message: str
 
 
+class IdempotencyConflictError(Schema):
+    """422: the idempotency key was used before for a job of another kind or parameters
+    (draft-ietf-httpapi-idempotency-key-header-06, section 2.7)."""
+
+    code: Literal["idempotency_conflict"]
+    message: str
+
+
 class RateLimitedError(Schema):
     """429: too many active jobs."""
 
@@ -254,6 +268,7 @@ ERROR_SCHEMAS: Final[dict[HTTPStatus, type[Schema]]] = {
     HTTPStatus.FORBIDDEN: CsrfFailedError,
     HTTPStatus.NOT_FOUND: NotFoundError,
     HTTPStatus.CONFLICT: NotCancellableError,
+    HTTPStatus.UNPROCESSABLE_ENTITY: IdempotencyConflictError,
     HTTPStatus.TOO_MANY_REQUESTS: RateLimitedError,
     HTTPStatus.INTERNAL_SERVER_ERROR: InternalError,
 }
@@ -313,7 +328,19 @@ class TokenAuth(HttpBearer):
         return user
 
 
-api = NinjaAPI(
+class JobsAPI(NinjaAPI):
+    """The API, whose OpenAPI document describes ``POST /api/jobs/``'s body per job kind
+    (``tasks_app.openapi``), from the kinds registered when the document is asked for."""
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        openapi.describe_job_start(schema, REGISTRY)
+        return schema
+
+
+api = JobsAPI(
     title="Job progress API",
     version="1",
     description=API_DESCRIPTION,
@@ -389,6 +416,26 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return on_exception(request, exc)
 
 
+@api.exception_handler(MultiPartParserError)
+@api.exception_handler(BadRequest)
+@api.exception_handler(SuspiciousOperation)
+def on_unreadable_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A body Django cannot parse as its ``Content-Type`` says (a multipart type without a
+    boundary, too many fields): 400 ``invalid_message``. Django answers these 400 itself
+    (``django/core/handlers/exception.py`` ``response_for_exception``), but ninja's handler of
+    ``Exception`` below would see them first; they are raised as early as the CSRF check reads
+    ``request.POST`` (``django/middleware/csrf.py`` ``_check_token``)."""
+    logger.info("API request refused: unreadable body of %s %s: %s", request.method, request.path, exc)
+    return error_response(
+        request,
+        HTTPStatus.BAD_REQUEST,
+        CODE_INVALID_MESSAGE,
+        f"the request body cannot be read as its Content-Type says: {exc}",
+        {BODY_FIELD: ["unreadable body"]},
+    )
+
+
+
 @api.exception_handler(AuthenticationError)
 def on_not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     """Neither a session nor a bearer token: 401 ``not_authenticated``."""
@@ -441,7 +488,11 @@ JobIdPath = Annotated[str, Path(description="The job's id (a UUID; anything else
 @api.post(
     "/jobs/",
     response=responses(
-        {HTTPStatus.CREATED: JobOut}, HTTPStatus.BAD_REQUEST, HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS
+        {HTTPStatus.CREATED: JobOut},
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.FORBIDDEN,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        HTTPStatus.TOO_MANY_REQUESTS,
     ),
     exclude_unset=True,
     tags=["jobs"],

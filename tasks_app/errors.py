@@ -13,6 +13,7 @@ CODE_INVALID_MESSAGE = "invalid_message"
 CODE_UNKNOWN_TYPE = "unknown_type"
 CODE_UNKNOWN_KIND = "unknown_kind"
 CODE_INVALID_PARAMS = "invalid_params"
+CODE_IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 CODE_NOT_FOUND = "not_found"
 CODE_RATE_LIMITED = "rate_limited"
 CODE_NOT_CANCELLABLE = "not_cancellable"
@@ -43,6 +44,17 @@ class InvalidParams(ApplicationError):
     def __init__(self, fields: dict[str, list[str]], message: str = "invalid parameters") -> None:
         super().__init__(message)
         self.fields = fields
+
+
+class IdempotencyConflict(ApplicationError):
+    """``job.start`` re-used an ``idempotency_key`` of the same user with another kind or other
+    parameters (HTTP 422, as draft-ietf-httpapi-idempotency-key-header-06 section 2.7 asks
+    for a key re-used with a different request)."""
+
+    code = CODE_IDEMPOTENCY_CONFLICT
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency_key {key!r} was already used for a job with another kind or other parameters")
 
 
 class JobNotFound(ApplicationError):

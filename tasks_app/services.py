@@ -35,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from realtime import messaging
-from tasks_app.errors import InvalidParams, NotCancellable, RateLimited
+from tasks_app.errors import IdempotencyConflict, NotCancellable, RateLimited
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.base import Progress, Reading
 from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
@@ -98,7 +98,8 @@ def job_start(
     ``idempotency_key`` already used by ``owner`` for the same kind and parameters, the
     existing job is returned and nothing new starts.
 
-    Raises ``UnknownKind``, ``InvalidParams`` (``fields`` name the bad parameters) or
+    Raises ``UnknownKind``, ``InvalidParams`` (``fields`` name the bad parameters),
+    ``IdempotencyConflict`` (the key names a job of another kind or parameters) or
     ``RateLimited`` (more than ``JOBS_MAX_ACTIVE_PER_USER`` jobs pending or running; a job
     being cancelled no longer counts).
     """
@@ -136,7 +137,7 @@ def job_start(
 
 def _same_job_or_error(existing: Job, kind: str, cleaned: dict[str, Any]) -> Job:
     if existing.kind != kind or existing.params != cleaned:
-        raise InvalidParams({"idempotency_key": ["already used for a job with another kind or parameters"]})
+        raise IdempotencyConflict(existing.idempotency_key or "")
     return existing
 
 

@@ -28,7 +28,11 @@ class CsvProfileParams(StrictParams):
     """``upload_id`` must name one of the owner's uploads; ``name`` is set by the server
     to the upload's file name (whatever the client sent)."""
 
-    upload_id: str = Field(max_length=64, description="Id answered by POST /uploads/.")
+    upload_id: str = Field(
+        max_length=64,
+        description="Id answered by POST /uploads/ (one of your uploads).",
+        json_schema_extra={"format": "uuid"},
+    )
     delimiter: Literal[",", ";", "\t", "|"] | None = Field(None, description="Sniffed when absent.")
     encoding: Literal["utf-8", "latin-1", "cp1252"] | None = Field(None, description="Default utf-8.")
     name: str | None = Field(None, description="File name of the upload (set by the server).")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, ValidationInfo, field_validator
 
 from tasks_app.kinds.base import JobKind, Reading, StrictParams
 from tasks_app.kinds.registry import register
@@ -109,10 +109,21 @@ def backoff_ms(config: ServiceConfig, failures: int) -> int:
     return int(min(config.backoff_max_ms, config.backoff_base_ms * 2 ** max(0, failures - 1)))
 
 
+def _configured_services(schema: dict[str, JsonValue]) -> None:
+    """JSON schema of ``service``: an enum of the services configured (``REMOTE_SERVICES``)
+    when the document is made."""
+    names: list[JsonValue] = [name for name in sorted(settings.REMOTE_SERVICES)]
+    schema["enum"] = names
+
+
 class RemoteParams(StrictParams):
     """``service``: a configured service name; ``payload``: the start request's body."""
 
-    service: str = Field(max_length=64, description="Name of a configured service, e.g. demo.")
+    service: str = Field(
+        max_length=64,
+        description="Name of a configured service (REMOTE_SERVICES), e.g. demo.",
+        json_schema_extra=_configured_services,
+    )
     payload: dict[str, Any] = Field(default_factory=dict, description="Body of the service's start request.")
 
     @field_validator("service")

@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from realtime import messaging
 from tasks_app import attempts, services
-from tasks_app.errors import InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
+from tasks_app.errors import IdempotencyConflict, InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
 from tasks_app.kinds.task_kind import WorkFailed
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
@@ -81,9 +81,9 @@ def test_idempotency_key_returns_the_same_job(user, memory_layer, broker):
     first = services.job_start(owner=user, kind="simulated", params={}, idempotency_key="k1")
     again = services.job_start(owner=user, kind="simulated", params={}, idempotency_key="k1")
     assert again.id == first.id
-    with pytest.raises(InvalidParams) as info:
+    with pytest.raises(IdempotencyConflict) as info:
         services.job_start(owner=user, kind="simulated", params={"step": 9}, idempotency_key="k1")
-    assert "idempotency_key" in info.value.fields
+    assert info.value.code == "idempotency_conflict"
     assert Job.objects.count() == 1
 
 
