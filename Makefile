@@ -23,8 +23,9 @@ $(AXE): tests/integration/package.json tests/integration/package-lock.json
 	touch $@
 
 ## make run: Redis (REDIS_URL or embedded), migrations, demo user, then web, workers and Flower.
+## It reads only the environment (DJANGO_ENV_FILE empty) and writes .env for other shells.
 run: $(STAMP)
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
+	DJANGO_ENV_FILE= DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
 
 ## make test: lint and type checks, then every test (unit, integration, faults, browser).
 test: $(STAMP) $(AXE) lint

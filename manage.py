@@ -6,11 +6,25 @@ import sys
 
 
 def main() -> None:
-    """Run administrative tasks."""
+    """Run administrative tasks. A configuration or database error is one line on stderr
+    (exit status 2), never a traceback, unless ``--traceback`` asks for it."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+    from django.db import DatabaseError
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        if "--traceback" in sys.argv:
+            raise
+        sys.stderr.write(f'manage.py: configuration error: {exc} (README "Environment variables")\n')
+        sys.exit(2)
+    except DatabaseError as exc:
+        if "--traceback" in sys.argv:
+            raise
+        sys.stderr.write(f"manage.py: database error: {exc} (has make run, or manage.py migrate, set it up?)\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 The defaults suit a laptop (`make run`): SQLite file, Redis on 127.0.0.1:6379, debug off
 unless ``DJANGO_DEBUG`` says otherwise. ``ENVIRONMENT_VARIABLES`` lists every variable this
 module reads; the README documents each one and a test keeps the two in step.
+
+A variable missing from the environment is looked up in the local env file (``.env`` of the
+clone, or ``DJANGO_ENV_FILE``; empty: none) before its default. ``make run`` writes that file
+with the values its processes run with (``manage.py runstack``), so ``manage.py`` typed in
+another shell of the clone talks to the same stack (README "Two commands").
 """
 
 from __future__ import annotations
@@ -14,13 +19,23 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import dotenv_values
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 #: Every environment variable the project reads, with its default ("" = unset).
-ENVIRONMENT_VARIABLES: dict[str, str] = {}
+ENVIRONMENT_VARIABLES: dict[str, str] = {"DJANGO_ENV_FILE": ".env"}
+#: The local env file ``make run`` writes (``KEY='value'`` lines, python-dotenv's format).
+LOCAL_ENV_FILE = BASE_DIR / ".env"
+_ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(LOCAL_ENV_FILE))
+#: Values of the env file (empty when there is none); the environment wins over them.
+ENV_FILE_VALUES: dict[str, str] = (
+    {k: v for k, v in dotenv_values(_ENV_FILE).items() if v is not None}
+    if _ENV_FILE and Path(_ENV_FILE).is_file()
+    else {}
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -28,7 +43,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 def _env(name: str, default: str = "") -> str:
     ENVIRONMENT_VARIABLES[name] = default
-    return os.environ.get(name, default)
+    return os.environ.get(name, ENV_FILE_VALUES.get(name, default))
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -56,7 +71,10 @@ DEBUG = _env_bool("DJANGO_DEBUG", False)
 _INSECURE_DEV_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
 SECRET_KEY = _env("DJANGO_SECRET_KEY") or (_INSECURE_DEV_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (for development, DJANGO_DEBUG=1:"
+        " `make run` writes it to .env for every shell of the clone)"
+    )
 
 ALLOWED_HOSTS = [h.strip() for h in _env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]

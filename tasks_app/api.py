@@ -435,7 +435,6 @@ def on_unreadable_request(request: HttpRequest, exc: Exception) -> HttpResponse:
     )
 
 
-
 @api.exception_handler(AuthenticationError)
 def on_not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     """Neither a session nor a bearer token: 401 ``not_authenticated``."""

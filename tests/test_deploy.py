@@ -89,6 +89,7 @@ def test_compose_environment_is_what_the_settings_read(compose):
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
         assert env["DJANGO_DEBUG"] == "0"
+        assert env["DJANGO_ENV_FILE"] == "", "a .env copied into the image must not be read"
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["REDIS_URL"].startswith("redis://redis:")
 

@@ -8,8 +8,10 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ import psutil
 import pytest
 import yaml
 from celery import Celery
+from dotenv import dotenv_values
 from honcho.environ import parse_procfile
 
 from proj.keepalive import SCRIPT, Restart, RestartPolicy, describe_exit, shell_line
@@ -282,11 +285,13 @@ DEMO_PASSWORD = "runstack-demo-password"
 
 @dataclass
 class RunningStack:
-    """``manage.py runstack`` in a session of its own, with a private environment."""
+    """``manage.py runstack`` in a session of its own, in a copy of the clone (``clone``), with
+    a private environment."""
 
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
+    clone: Path
     redis_url: str = ""
     seen: list[psutil.Process] = field(default_factory=list)
 
@@ -329,6 +334,7 @@ def private_environment(workdir: Path) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "DJANGO_DEBUG": "1",
+        "DJANGO_ENV_FILE": "",  # as make run sets it
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "MEDIA_ROOT": str(workdir / "media"),
@@ -363,23 +369,37 @@ def replies(app: Celery, node: str) -> bool:
     return bool(app.control.ping(destination=[node], timeout=1.0))
 
 
+def copy_of_the_clone(target: Path) -> Path:
+    """The clone's tracked files, as they are in the work tree, copied to ``target``, with its
+    ``.venv`` linked: a fresh clone after ``make venv``, where runstack may write its ``.env``."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a deleted file not yet committed is listed too
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / ".venv").symlink_to(Path(sys.executable).parents[1])
+    return target
+
+
 @pytest.fixture(scope="module")
 def runstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The stack, up (page, Flower, demo service, both workers answer); on teardown every process
-    it ever had is killed, whatever the tests did."""
+    """The stack, up (page, Flower, demo service, both workers answer), run from a copy of the
+    clone; on teardown every process it ever had is killed, whatever the tests did."""
     workdir = tmp_path_factory.mktemp("runstack")
+    clone = copy_of_the_clone(tmp_path_factory.mktemp("clone"))
     env = private_environment(workdir)
     log = workdir / "runstack.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runstack"],
-            cwd=ROOT,
+            cwd=clone,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    stack = RunningStack(proc=proc, env=env, log=log)
+    stack = RunningStack(proc=proc, env=env, log=log, clone=clone)
     try:
         with Celery(broker=env["REDIS_URL"]) as app:
             host = socket.gethostname()
@@ -430,6 +450,42 @@ def test_the_compose_health_checks_pass_against_the_running_processes(runstack):
     outputs = {name: check.communicate(timeout=60)[0].decode(errors="replace") for name, check in checks.items()}
     failed = {name: outputs[name] for name, check in checks.items() if check.returncode != 0}
     assert not failed, failed
+
+
+#: A new terminal: none of make run's variables, the system's PATH (no venv activated).
+def new_shell(home: str) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+
+
+def typed(stack: RunningStack, line: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``line`` run as typed in a new terminal at the clone's root."""
+    shell = new_shell(stack.env["HOME"])
+    run = subprocess.run
+    return run(shlex.split(line), cwd=stack.clone, env=shell, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.integration
+def test_the_readme_commands_work_in_a_second_shell_of_the_clone(runstack):
+    env_file = runstack.clone / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    written = dotenv_values(env_file)
+    assert written["REDIS_URL"] == runstack.redis_url
+    assert written["DJANGO_DEBUG"] == "1"
+    assert written["DATABASE_URL"] == runstack.env["DATABASE_URL"]
+    assert "DJANGO_ENV_FILE" not in written
+
+    created = typed(runstack, ".venv/bin/python manage.py api_token create demo")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    api = f"http://127.0.0.1:{runstack.env['PORT']}/api/jobs/"
+    assert http_status(api, {"Authorization": f"Bearer {token}"}) == 200
+
+    start = "jobs start simulated --param step=25 --param interval_ms=100 --watch"
+    watched = typed(runstack, f".venv/bin/python manage.py {start}")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert watched.stdout.splitlines()[-1].startswith('result: {"steps": 4, "step": 25'), watched.stdout
+    assert "Traceback" not in watched.stderr
+    assert " INFO " not in watched.stderr, "logs stay off the bar unless -v 2"
 
 
 @pytest.mark.integration

@@ -25,6 +25,7 @@ def _prepare_environment() -> None:
     global _handle
     os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_ENV_FILE"] = ""  # a developer's .env (make run writes one) never reaches the tests
     os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="jobs-test-media-"))
     base = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     test_db = int(os.environ.get("TEST_REDIS_DB", "15"))

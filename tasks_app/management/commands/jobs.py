@@ -24,7 +24,8 @@ Exit status: ``EXIT_SUCCEEDED`` 0 (job succeeded, or started/cancel asked withou
 ``--watch``), ``EXIT_FAILED`` 1, ``EXIT_CANCELLED`` 2, ``EXIT_REFUSED`` 3 (unknown user,
 ``unknown_kind``, ``invalid_params``, ``not_found``, ``rate_limited``, ``not_cancellable``:
 nothing was done), ``EXIT_USAGE`` 64 (bad command line; not argparse's 2, which means
-cancelled here), ``EXIT_INTERRUPTED`` 130 (Ctrl-C: watching stops, the job keeps running;
+cancelled here), ``EXIT_UNAVAILABLE`` 69 (Redis or the database does not answer: is the stack
+running?), ``EXIT_INTERRUPTED`` 130 (Ctrl-C: watching stops, the job keeps running;
 stop it with ``manage.py jobs cancel JOB_ID``).
 """
 
@@ -47,10 +48,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID
 from rich.text import Text
 
+from proj.localredis import answers
 from realtime import messaging
 from tasks_app import selectors, services
 from tasks_app.errors import ApplicationError, InvalidParams
@@ -62,6 +66,7 @@ EXIT_FAILED: Final = 1
 EXIT_CANCELLED: Final = 2
 EXIT_REFUSED: Final = 3
 EXIT_USAGE: Final = 64  # sysexits.h EX_USAGE
+EXIT_UNAVAILABLE: Final = 69  # sysexits.h EX_UNAVAILABLE: Redis or the database does not answer
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 EXIT_FOR_FINAL_STATE: Final[dict[str, int]] = {
@@ -484,6 +489,12 @@ class Command(BaseCommand):
             self._handle(options)
 
     def _handle(self, options: dict[str, Any]) -> None:
+        if not answers(settings.REDIS_URL):
+            raise CommandError(
+                f"Redis does not answer at {settings.REDIS_URL}: is the stack running (make run)? In another"
+                " shell of the clone the settings come from the .env that make run writes",
+                returncode=EXIT_UNAVAILABLE,
+            )
         try:
             owner = self._owner(options["user"])
             if options["action"] == "start":
@@ -509,6 +520,13 @@ class Command(BaseCommand):
                 self._announce(options["action"], snapshot)
         except ApplicationError as exc:
             raise CommandError(describe_error(exc), returncode=EXIT_REFUSED) from exc
+        except DatabaseError as exc:
+            raise CommandError(
+                f"the database cannot be used ({exc}); has make run (or manage.py migrate) set it up?",
+                returncode=EXIT_UNAVAILABLE,
+            ) from None
+        except RedisError as exc:
+            raise CommandError(f"lost Redis while watching: {exc}", returncode=EXIT_UNAVAILABLE) from None
 
     def _owner(self, username: str | None) -> User:
         username = username or settings.DEMO_USERNAME

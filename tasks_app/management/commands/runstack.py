@@ -4,20 +4,27 @@ Runs the Procfile's processes (web, worker-jobs, worker-progress, flower, demo-s
 with honcho in the foreground, each under ``proj/keepalive.py``: a process that exits on its own
 is started again after a backoff delay, with a log line, where honcho alone would stop every
 process. Ctrl-C stops them all at once, and the embedded Redis if this command started one.
+
+Before the processes start it writes the clone's ``.env`` (:func:`write_local_env`): the
+values of the project's variables the stack runs with, so ``manage.py`` in another shell uses
+the same database, Redis and debug setting.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from dotenv import set_key
 from honcho.environ import parse_procfile
 
 from proj import keepalive
@@ -25,6 +32,27 @@ from proj.localredis import ensure_redis
 
 #: Seconds honcho gets to stop its processes after Ctrl-C before it is killed.
 STOP_GRACE_S = 20
+#: Variables of the stack's environment never written to the env file.
+NOT_WRITTEN: Final = frozenset({"DJANGO_ENV_FILE"})
+ENV_FILE_HEADER: Final = """\
+# Written by `make run` (manage.py runstack) at {at}: the settings of the stack it runs, read by
+# manage.py in any other shell of this clone (the environment wins over this file).
+# Rewritten at every `make run`: set variables in the environment of `make run` instead.
+"""
+
+
+def write_local_env(path: Path, env: Mapping[str, str], names: Mapping[str, str]) -> list[str]:
+    """Write ``path`` (mode 0600: it may hold passwords) with the variables of ``names`` (the
+    settings' ``ENVIRONMENT_VARIABLES``) that ``env`` sets, in python-dotenv's format
+    (``KEY='value'``, ``dotenv.set_key``). Returns the names written, sorted."""
+    written = sorted(name for name in names if name in env and name not in NOT_WRITTEN)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(ENV_FILE_HEADER.format(at=dt.datetime.now().isoformat(timespec="seconds")))
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+    for name in written:
+        set_key(path, name, env[name], quote_mode="always")
+    return written
 
 
 def keepalive_procfile(procfile: str, port: int, python: str = sys.executable) -> str:
@@ -50,7 +78,9 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             call_command("ensure_demo_user")
             env = self._environment(redis_handle.url)
-            self._banner(redis_handle.url, redis_handle.embedded)
+            env_file = Path(settings.LOCAL_ENV_FILE)
+            write_local_env(env_file, env, settings.ENVIRONMENT_VARIABLES)
+            self._banner(redis_handle.url, redis_handle.embedded, env_file)
             self._run_honcho(env)
         finally:
             redis_handle.stop()
@@ -58,12 +88,13 @@ class Command(BaseCommand):
     def _environment(self, redis_url: str) -> dict[str, str]:
         env = dict(os.environ)
         env["REDIS_URL"] = redis_url
+        env["DJANGO_DEBUG"] = "1" if settings.DEBUG else "0"
         env["PYTHONUNBUFFERED"] = "1"
         bin_dir = str(Path(sys.executable).parent)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         return env
 
-    def _banner(self, redis_url: str, embedded: bool) -> None:
+    def _banner(self, redis_url: str, embedded: bool, env_file: Path) -> None:
         host = settings.BIND_ADDRESS
         lines = [
             "",
@@ -75,6 +106,8 @@ class Command(BaseCommand):
             f"  Redis:    {redis_url} ({'embedded redis-server' if embedded else 'REDIS_URL'})",
             f"  Restarts: a process that exits starts again after {keepalive.FIRST_DELAY_S:g} s, doubling"
             f" to {keepalive.MAX_DELAY_S:g} s ('keepalive:' lines)",
+            f"  Other shells: {env_file.name} holds these settings; e.g. .venv/bin/python manage.py jobs start"
+            " simulated --watch",
             "  Stop:     Ctrl-C",
             "",
         ]
@@ -85,7 +118,9 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory(prefix="runstack-") as workdir:
             procfile = Path(workdir) / "Procfile"
             procfile.write_text(keepalive_procfile((base_dir / "Procfile").read_text(), settings.PORT))
-            cmd = [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(base_dir), "start"]
+            # ``-e /dev/null``: honcho would read the clone's .env and let it override ``env``
+            # (honcho/command.py:250-251, ``e.update(p.env)``); ``env`` is already complete.
+            cmd = [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(base_dir), "-e", os.devnull, "start"]
             # cwd: the processes run from the project (``celery -A proj``).
             proc = subprocess.Popen(cmd, env=env, cwd=base_dir)
             try:
