@@ -17,9 +17,10 @@ from typing import Any, Final
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -44,6 +45,8 @@ DASHBOARD_PAGE_SIZE: Final = 20
 _JOB_ID_PLACEHOLDER: Final = uuid.UUID(int=0)
 KIND_LABELS: Final = {"simulated": "Simulated job", "csv_profile": "CSV profile", "remote": "Remote job"}
 SHORT_ID_LENGTH: Final = 8
+#: The site's icon (``/favicon.ico`` redirects to it).
+FAVICON: Final = "jobs/favicon.svg"
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -121,6 +124,12 @@ def job_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         "card": card,
     }
     return render(request, "jobs/detail.html", context)
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """``/favicon.ico``, which browsers ask for on pages without an icon link (the admin,
+    Swagger): a permanent redirect to the site's SVG icon among the static files."""
+    return HttpResponsePermanentRedirect(static(FAVICON))
 
 
 def _too_large(size: int) -> JsonResponse:

@@ -124,3 +124,11 @@ def test_job_page_shows_result_and_error_without_script(logged_in, user):
     failed = make_job(user, state="failed", minutes_ago=1, error="simulated failure at 40%")
     assert "&quot;steps&quot;: 34" in logged_in.get(f"/jobs/{done.id}/").content.decode()
     assert "simulated failure at 40%" in logged_in.get(f"/jobs/{failed.id}/").content.decode()
+
+
+def test_favicon_redirects_to_the_sites_icon(client):
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301
+    assert answer["Location"] == "/static/jobs/favicon.svg"
+    page = client.get("/accounts/login/").content.decode()
+    assert '<link rel="icon" href="/static/jobs/favicon.svg" type="image/svg+xml">' in page
