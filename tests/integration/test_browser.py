@@ -610,7 +610,8 @@ def test_screenshots_for_the_docs(browser: Any, stack: Stack) -> None:
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page = log_in(browser, stack, *SCREENS_USER)
     try:
-        assert wait_state(page, upload_csv(page, str(AIRPORTS)), *FINAL_STATES) == "succeeded"
+        profiled = upload_csv(page, str(AIRPORTS))
+        assert wait_state(page, profiled, *FINAL_STATES) == "succeeded"
         done = start_simulated(page, step=25, interval_ms=100)
         failed = start_simulated(page, step=5, interval_ms=150, fail_at=35)
         cancelled = start_simulated(page, step=2, interval_ms=300)
@@ -639,7 +640,13 @@ def test_screenshots_for_the_docs(browser: Any, stack: Stack) -> None:
     phone = log_in(browser, stack, *SCREENS_USER, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     try:
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
-        phone.evaluate("window.scrollTo(0, document.getElementById('jobs-heading').getBoundingClientRect().top - 12)")
+        assert not card(phone, profiled).locator("details.profile").evaluate("d => d.open")  # folded on a phone
+        # The history: a failed card, a succeeded one, and the folded profile.
+        phone.evaluate(
+            "id => window.scrollTo(0, document.querySelector(`article.job[data-job-id='${id}']`)"
+            ".getBoundingClientRect().top + window.scrollY - 12)",
+            failed,
+        )
         phone.screenshot(path=str(DOCS_IMG / "dashboard-phone.png"))
         for job_id in (steady, slow):  # tidy up: no job of this test outlives it
             cancel = card(phone, job_id).locator("button.job-cancel")
