@@ -8,6 +8,7 @@ from tasks_app.api import api
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("uploads/", views.upload_create_view, name="upload-create"),
     path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
     path("accounts/", include("django.contrib.auth.urls")),

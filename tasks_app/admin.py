@@ -9,14 +9,18 @@ end times (``result_extended`` and ``task_track_started`` in ``celeryconfig``).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from typing import Final
 
 from celery.states import UNREADY_STATES
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
 from django_celery_results.models import TaskResult
@@ -28,8 +32,53 @@ from tasks_app.selectors import percent_of
 
 #: Characters of a job's id shown in lists (enough to tell jobs apart by eye; search takes all).
 SHORT_ID_CHARS = 8
-#: Characters of a progress message or error shown in the job list.
+#: Characters of a progress message or error shown in the job list (admin.css also clips it to
+#: the column's width; the whole text is in the cell's title).
 LIST_MESSAGE_CHARS = 80
+#: Dates in the job list: short, and the same width on every row ("2026-12-01 15:04").
+LIST_DATETIME_FORMAT: Final = "Y-m-d H:i"
+#: Times in the task-result list, whose date hierarchy gives the day ("15:04:05").
+LIST_TIME_FORMAT: Final = "H:i:s"
+#: The whole date and time, in titles ("2026-12-01 15:04:05").
+FULL_DATETIME_FORMAT: Final = "Y-m-d H:i:s"
+#: Narrow columns for the lists (issue 10: they must fit a 1,400 px window with the sidebar open).
+ADMIN_CSS: Final = {"all": ("jobs/admin.css",)}
+#: What an empty cell shows.
+EMPTY: Final = "—"
+
+
+def clipped(text: str, limit: int | None = None) -> SafeString:
+    """A list cell that admin.css clips to its column with an ellipsis (``class="clip"``); the
+    whole ``text`` is in its ``title``. With ``limit``, the text shown is at most that many
+    characters too."""
+    shown = Truncator(text).chars(limit) if limit is not None else text
+    return format_html('<span class="clip" title="{}">{}</span>', text, shown)
+
+
+def list_datetime(value: dt.datetime | None, shown: str = LIST_DATETIME_FORMAT) -> str:
+    """``value`` in the current time zone in the ``shown`` format (a Django date format), the
+    whole date and time in its title; ``EMPTY`` for None."""
+    if value is None:
+        return EMPTY
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        formats.date_format(local, FULL_DATETIME_FORMAT),
+        formats.date_format(local, shown),
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """``"0.250 s"``, ``"42.0 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``: how long something ran."""
+    if seconds < 10:
+        return f"{seconds:.3f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def task_results_url(job: Job) -> str | None:
@@ -52,8 +101,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "owner",
         "percent",
         "message",
-        "created_at",
-        "finished_at",
+        "created",
         "task_results_link",
     )
     list_display_links = ("short_id",)
@@ -102,6 +150,9 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ("percent", "task_results_link")
     actions = ("cancel_selected",)
 
+    class Media:
+        css = ADMIN_CSS
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start through the services (the page, the socket, the API)
 
@@ -119,7 +170,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def short_id(self, obj: Job) -> str:
         return str(obj.id)[:SHORT_ID_CHARS]
 
-    @admin.display(description="percent")
+    @admin.display(description="%")
     def percent(self, obj: Job) -> str:
         value = percent_of(obj.progress_current, obj.progress_total)
         return "—" if value is None else f"{value:.1f}%"
@@ -127,14 +178,18 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="message")
     def message(self, obj: Job) -> str:
         text = obj.error if obj.state == JobState.FAILED and obj.error else obj.progress_message
-        return Truncator(text).chars(LIST_MESSAGE_CHARS)
+        return clipped(text, LIST_MESSAGE_CHARS) if text else EMPTY
 
-    @admin.display(description="Celery task results")
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Job) -> str:
+        return list_datetime(obj.created_at)
+
+    @admin.display(description="tasks")
     def task_results_link(self, obj: Job) -> str:
         url = task_results_url(obj)
         if url is None:
-            return "—"
-        return format_html('<a class="task-results-link" href="{}">task results</a>', url)
+            return EMPTY
+        return format_html('<a class="task-results-link" href="{}">results</a>', url)
 
     @admin.action(description="Cancel selected jobs", permissions=("change",))
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -215,8 +270,17 @@ class TaskResultAdmin(CeleryTaskResultAdmin):  # type: ignore[misc]
     ``tasks_app.tasks``), so its runs are seen in Flower only.
     """
 
-    list_display = ("task_id", "task_name", "arguments", "status", "worker", "date_started", "date_done", "runtime")
+    # Upstream lists task_id, periodic_task_name, task_name, date_done, status, worker
+    # (django_celery_results/admin.py line 21, TaskResultAdmin.list_display), too wide for a
+    # 1,400 px window beside Django's sidebars: no periodic task stores results here, the
+    # start time is on each result's page (runtime shows the span), and the date of ``done``
+    # is in the date hierarchy above the list and in the cell's title.
+    list_display = ("task_id", "task_name", "arguments", "status", "worker_name", "done", "runtime")
+    list_display_links = ("task_id",)
     list_filter = ("status", "task_name", "worker", "date_done")
+
+    class Media:
+        css = ADMIN_CSS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # results are written by the workers
@@ -226,11 +290,19 @@ class TaskResultAdmin(CeleryTaskResultAdmin):  # type: ignore[misc]
 
     @admin.display(description="arguments", ordering="task_args")
     def arguments(self, obj: TaskResult) -> str:
-        return decoded_args(obj.task_args)
+        return clipped(decoded_args(obj.task_args))
+
+    @admin.display(description="worker", ordering="worker")
+    def worker_name(self, obj: TaskResult) -> str:
+        return clipped(obj.worker) if obj.worker else EMPTY
+
+    @admin.display(description="done", ordering="date_done")
+    def done(self, obj: TaskResult) -> str:
+        return list_datetime(obj.date_done, LIST_TIME_FORMAT)
 
     @admin.display(description="runtime")
     def runtime(self, obj: TaskResult) -> str:
-        # Minutes are all the list's dates show; the seconds a task ran are what one compares.
+        # The seconds a task ran are what one compares; the list's dates show whole seconds.
         if obj.date_started is None or obj.date_done is None or obj.status in UNREADY_STATES:
-            return "—"
-        return f"{(obj.date_done - obj.date_started).total_seconds():.3f} s"
+            return EMPTY
+        return duration_text((obj.date_done - obj.date_started).total_seconds())

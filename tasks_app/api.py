@@ -115,6 +115,8 @@ class JobOut(BaseModel):
 
     id: JobId
     kind: str
+    title: str = Field(description="What people call the job's kind, e.g. 'Simulated job'.")
+    summary: str = Field(description="The parameters in a few words, e.g. 'step 3% every 200 ms'; may be empty.")
     state: JobState
     params: dict[str, Any] = Field(description="The validated parameters of the kind.")
     progress: ProgressOut

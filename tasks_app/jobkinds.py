@@ -10,7 +10,12 @@ class PrimesParams(StrictParams):
     fail_over: int | None = Field(None, ge=2, description="Fail when a prime above this is found (for demos).")
 
 
-@job_kind("primes", params=PrimesParams, queue="jobs")
+def below_the_limit(params: PrimesParams) -> str:
+    """The summary shown beside the title of the job's card, e.g. "below 100,000"."""
+    return f"below {params.limit:,}"
+
+
+@job_kind("primes", params=PrimesParams, queue="jobs", title="Count primes", summary=below_the_limit)
 def count_primes(params: PrimesParams, recorder: ProgressRecorder) -> dict[str, int]:
     """Sieve-free trial division, on purpose slow enough to watch: one progress call per number."""
     found = 0

@@ -10,6 +10,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from tasks_app.errors import JobNotFound
+from tasks_app.kinds import REGISTRY
+from tasks_app.kinds.base import default_title
 from tasks_app.models import ACTIVE_STATES, Job, JobState
 from tasks_app.rate import eta_seconds, progress_rate
 
@@ -42,16 +44,21 @@ def job_rate(job: Job) -> tuple[float | None, float | None]:
 def job_snapshot(job: Job) -> dict[str, Any]:
     """The job object every job-bearing frame carries (JSON- and msgpack-serialisable).
 
-    Shape (DESIGN.md "WebSocket protocol", README "Protocol"): ``id``, ``kind``, ``state``,
+    Shape (DESIGN.md "WebSocket protocol", README "Protocol"): ``id``, ``kind``, ``title``
+    (what people call the kind, ``JobKind.title``), ``summary`` (the parameters in a few
+    words, ``JobKind.summary``; ``""`` when the kind gives none), ``state``,
     ``params``, ``progress`` {``current``, ``total``, ``percent``, ``message``, ``rate``
     (units/s or null), ``eta_seconds`` (or null)}, ``retrying`` (null, or {``attempt``,
     ``max_attempts``, ``next_attempt_in_s``, ``reason``}), ``result``, ``error``, ``seq``
     and the ISO-8601 times ``created_at``, ``started_at``, ``finished_at``.
     """
     rate, eta = job_rate(job)
+    kind = REGISTRY.get(job.kind)  # a job of a kind no longer installed is still shown
     return {
         "id": str(job.id),
         "kind": job.kind,
+        "title": kind.title if kind is not None else default_title(job.kind),
+        "summary": kind.summary(job.params) if kind is not None else "",
         "state": job.state,
         "params": job.params,
         "progress": {

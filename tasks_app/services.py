@@ -122,6 +122,7 @@ def job_start(
                 owner=owner,
                 kind=kind,
                 params=cleaned,
+                progress_total=job_kind.initial_total(cleaned),
                 idempotency_key=idempotency_key,
                 celery_task_id=run_task_id,
                 chain_at=timezone.now(),

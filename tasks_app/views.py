@@ -17,9 +17,10 @@ from typing import Any, Final
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -27,6 +28,8 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from tasks_app import selectors, services
 from tasks_app.errors import CODE_INVALID_PARAMS, JobNotFound
+from tasks_app.kinds.csv_profile import human_bytes
+from tasks_app.models import FINAL_STATES
 from tasks_app.uploadlimit import UploadLimit
 
 logger = logging.getLogger(__name__)
@@ -42,8 +45,11 @@ MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
 DASHBOARD_PAGE_SIZE: Final = 20
 #: Stands for the job id in the job page URL handed to the script.
 _JOB_ID_PLACEHOLDER: Final = uuid.UUID(int=0)
-KIND_LABELS: Final = {"simulated": "Simulated job", "csv_profile": "CSV profile", "remote": "Remote job"}
 SHORT_ID_LENGTH: Final = 8
+#: Kinds whose progress counts bytes: shown as sizes, as the page's script shows them.
+BYTE_KINDS: Final = frozenset({"csv_profile"})
+#: The site's icon (``/favicon.ico`` redirects to it).
+FAVICON: Final = "jobs/favicon.svg"
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -64,26 +70,47 @@ def _page_config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _counts(kind: str, current: int, total: int | None, *, final: bool) -> str:
+    """``"1,234 / 5,000"``, ``"12.3 MB of 31.1 MB"`` (byte kinds), ``"42 (total unknown)"``;
+    a final job never says "total unknown" (only what was done, if anything)."""
+    show = human_bytes if kind in BYTE_KINDS else "{:,}".format
+    if total is not None:
+        return f"{show(current)}{' of ' if kind in BYTE_KINDS else ' / '}{show(total)}"
+    if not final:
+        return f"{show(current)} (total unknown)"
+    return show(current) if current else ""
+
+
 def _job_card(snapshot: dict[str, Any], *, link: bool) -> dict[str, Any]:
-    """What ``jobs/_job_card.html`` shows of a job before the script takes over."""
+    """What ``jobs/_job_card.html`` shows of a job before the script takes over; the same
+    rules as the script's cards (a final card has a still bar, no "total unknown", and a
+    failed one its error instead of the last message)."""
     job_id = snapshot["id"]
+    state = snapshot["state"]
+    final = state in FINAL_STATES
     progress = snapshot["progress"]
-    percent = 100.0 if snapshot["state"] == "succeeded" else progress["percent"]
+    percent = 100.0 if state == "succeeded" else progress["percent"]
+    if percent is None and final:
+        percent_value: str | None = "0"  # a still, empty bar: no moving stripe on a final card
+    else:
+        percent_value = None if percent is None else f"{percent:g}"
     current, total = progress["current"], progress["total"]
     result = snapshot["result"]
     created = snapshot["created_at"]
+    title = f"{snapshot['title']} · {job_id[:SHORT_ID_LENGTH]}"
     return {
         "id": job_id,
         "kind": snapshot["kind"],
-        "state": snapshot["state"],
-        "title": f"{KIND_LABELS.get(snapshot['kind'], snapshot['kind'])} · {job_id[:SHORT_ID_LENGTH]}",
+        "state": state,
+        "title": title,
+        "summary": snapshot["summary"],
         "url": reverse("job-detail", kwargs={"job_id": job_id}) if link else "",
         "created_at": created,
         "created": dt.datetime.fromisoformat(created) if created else None,
-        "percent": None if percent is None else f"{percent:g}",
+        "percent": percent_value,
         "percent_text": "" if percent is None else f"{int(percent)}%",
-        "counts": f"{current} / {total}" if total is not None else str(current),
-        "message": progress["message"],
+        "counts": _counts(snapshot["kind"], current, total, final=final),
+        "message": "" if state == "failed" else progress["message"],
         "error": snapshot["error"] or "",
         "result_text": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else "",
     }
@@ -121,6 +148,12 @@ def job_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         "card": card,
     }
     return render(request, "jobs/detail.html", context)
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """``/favicon.ico``, which browsers ask for on pages without an icon link (the admin,
+    Swagger): a permanent redirect to the site's SVG icon among the static files."""
+    return HttpResponsePermanentRedirect(static(FAVICON))
 
 
 def _too_large(size: int) -> JsonResponse:

@@ -30,7 +30,12 @@ DEFAULT_MAX_ATTEMPTS = 2
 #: Default ``time_limit_s`` of a kind, seconds.
 DEFAULT_TIME_LIMIT_S = 3600
 
-__all__ = ["JobKind", "Progress", "Reading", "StrictParams", "validate_params"]
+__all__ = ["JobKind", "Progress", "Reading", "StrictParams", "default_title", "validate_params"]
+
+
+def default_title(name: str) -> str:
+    """A kind's title when it gives none: its name in words (``"csv_profile"`` → ``"Csv profile"``)."""
+    return name.replace("_", " ").replace("-", " ").capitalize()
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class JobKind:
 
     #: Name clients use in ``job.start`` (``kind``).
     name: ClassVar[str] = ""
+    #: What people call the kind: the title of its cards (``"Simulated job"``); the job
+    #: object's ``title``. Default: :func:`default_title` of ``name``.
+    title: ClassVar[str] = ""
     #: The parameter schema: a pydantic model; :meth:`validate` checks ``params`` with it.
     params_model: ClassVar[type[BaseModel]]
     #: Celery task name of the work task to dispatch at start, if any.
@@ -77,6 +85,24 @@ class JobKind:
     #: Seconds a run may take (a work task's attempt, or a poll-driven job from its start);
     #: past it the job ends ``failed`` with "time limit exceeded (N s)".
     time_limit_s: ClassVar[int] = DEFAULT_TIME_LIMIT_S
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("title") and cls.name:
+            cls.title = default_title(cls.name)
+
+    def summary(self, params: dict[str, Any]) -> str:
+        """The job's parameters for people, in a few words (``"step 3% every 200 ms"``); the
+        job object's ``summary``, shown beside the card's title. ``params`` are the job's
+        validated parameters as stored (what :meth:`validate` returned). Called for every
+        job frame: quick, no database or network. The default says nothing (``""``)."""
+        return ""
+
+    def initial_total(self, params: dict[str, Any]) -> int | None:
+        """The progress total known before the work reports any (e.g. a file's size, in the
+        kind's units), from the validated ``params``; it is the job's total from its
+        creation. None (the default): unknown until the work reports it."""
+        return None
 
     def validate(self, params: dict[str, Any], *, owner: User) -> dict[str, Any]:
         """Return the cleaned parameters (JSON-serialisable) or raise :class:`InvalidParams`.

@@ -22,11 +22,27 @@ from tasks_app.progress import ProgressRecorder
 
 DELIMITERS: Final = (",", ";", "\t", "|")
 ENCODINGS: Final = ("utf-8", "latin-1", "cp1252")
+#: Decimal (SI) byte units of :func:`human_bytes`, as the page's script shows sizes.
+BYTE_UNITS: Final = ("KB", "MB", "GB", "TB")
+BYTES_PER_UNIT: Final = 1000
+
+
+def human_bytes(size: int) -> str:
+    """A size for people, as the page shows it: ``"512 bytes"``, ``"210 KB"``, ``"31.1 MB"``
+    (decimal units; one decimal below 100 of a unit, none from 100 on)."""
+    if size < BYTES_PER_UNIT:
+        return f"{size:,} bytes"
+    value = float(size)
+    unit = -1
+    while value >= BYTES_PER_UNIT and unit < len(BYTE_UNITS) - 1:
+        value /= BYTES_PER_UNIT
+        unit += 1
+    return f"{value:.1f} {BYTE_UNITS[unit]}" if value < 100 else f"{value:,.0f} {BYTE_UNITS[unit]}"
 
 
 class CsvProfileParams(StrictParams):
-    """``upload_id`` must name one of the owner's uploads; ``name`` is set by the server
-    to the upload's file name (whatever the client sent)."""
+    """``upload_id`` must name one of the owner's uploads; ``name`` and ``size`` are set by
+    the server to the upload's file name and size in bytes (whatever the client sent)."""
 
     upload_id: str = Field(
         max_length=64,
@@ -36,6 +52,7 @@ class CsvProfileParams(StrictParams):
     delimiter: Literal[",", ";", "\t", "|"] | None = Field(None, description="Sniffed when absent.")
     encoding: Literal["utf-8", "latin-1", "cp1252"] | None = Field(None, description="Default utf-8.")
     name: str | None = Field(None, description="File name of the upload (set by the server).")
+    size: int | None = Field(None, description="Size of the upload in bytes (set by the server).")
 
     @field_validator("upload_id")
     @classmethod
@@ -50,12 +67,28 @@ class CsvProfileParams(StrictParams):
         return str(upload_id)
 
     @model_validator(mode="after")
-    def _name_of_the_upload(self) -> CsvProfileParams:
-        self.name = Upload.objects.filter(id=self.upload_id).values_list("name", flat=True).first()
+    def _name_and_size_of_the_upload(self) -> CsvProfileParams:
+        self.name, self.size = Upload.objects.filter(id=self.upload_id).values_list("name", "size").first() or (
+            None,
+            None,
+        )
         return self
 
 
-@job_kind("csv_profile", params=CsvProfileParams, queue="jobs")
+def _summary(params: CsvProfileParams) -> str:
+    """``"airports.csv, 210.4 KB"``: the file's name and size."""
+    parts = [params.name or "upload"]
+    if params.size is not None:
+        parts.append(human_bytes(params.size))
+    return ", ".join(parts)
+
+
+def _total(params: CsvProfileParams) -> int | None:
+    """Progress is bytes read of the file's size: known from the start."""
+    return params.size
+
+
+@job_kind("csv_profile", params=CsvProfileParams, queue="jobs", title="CSV profile", summary=_summary, total=_total)
 def profile_uploaded_csv(params: CsvProfileParams, recorder: ProgressRecorder) -> dict[str, Any]:
     """Profile the job's uploaded CSV file, recording bytes read as progress.
 

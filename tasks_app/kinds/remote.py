@@ -208,9 +208,30 @@ class RemoteKind(JobKind):
     """A job running on a configured HTTP service (module docstring: contract, retries)."""
 
     name = "remote"
+    title = "Remote job"
     params_model = RemoteParams
     #: A remote job may run long (the demo service's ``duration_s`` goes up to an hour).
     time_limit_s = 4 * 3600
+
+    def summary(self, params: dict[str, Any]) -> str:
+        """``"on demo"``, then what the payload says in the demo service's terms (README "The
+        demo service"), when it has them: ``", 10 s, unavailable for 2 s, fails at the end"``."""
+        parts = [f"on {params['service']}"]
+        payload = params.get("payload") or {}
+
+        def seconds(key: str) -> int | float | None:
+            value = payload.get(key)
+            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        duration = seconds("duration_s")
+        if duration is not None:
+            parts.append(f"{duration:,} s")
+        unavailable = seconds("unavailable_s")
+        if unavailable:
+            parts.append(f"unavailable for {unavailable:,} s")
+        if payload.get("fail") is True:
+            parts.append("fails at the end")
+        return ", ".join(parts)
 
     def _config(self, job: Job) -> ServiceConfig:
         return service_configs()[job.params["service"]]

@@ -42,7 +42,14 @@ class SimulatedKind(JobKind):
     """Progress ``min(100, step * floor(elapsed / interval))`` percent; fails at ``fail_at``."""
 
     name = "simulated"
+    title = "Simulated job"
     params_model = SimulatedParams
+
+    def summary(self, params: dict[str, Any]) -> str:
+        """``"step 3% every 200 ms"``, with ``", fails at 40%"`` when ``fail_at`` is set."""
+        text = f"step {params['step']:,}% every {params['interval_ms']:,} ms"
+        fail_at = params.get("fail_at")
+        return text if fail_at is None else f"{text}, fails at {fail_at:,}%"
 
     def _steps_done(self, job: Job, now: dt.datetime) -> int:
         assert job.started_at is not None, "a running job has started_at"

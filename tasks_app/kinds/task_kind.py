@@ -56,7 +56,14 @@ from pydantic import BaseModel
 
 from tasks_app.errors import InvalidParams
 from tasks_app.heartbeat import Heartbeat
-from tasks_app.kinds.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIME_LIMIT_S, JobKind, Reading, validate_params
+from tasks_app.kinds.base import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_TIME_LIMIT_S,
+    JobKind,
+    Reading,
+    default_title,
+    validate_params,
+)
 from tasks_app.kinds.registry import register
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
@@ -115,13 +122,39 @@ class TaskKind(JobKind):
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         time_limit_s: int = DEFAULT_TIME_LIMIT_S,
+        title: str | None = None,
+        summary: Callable[[Any], str] | None = None,
+        total: Callable[[Any], int | None] | None = None,
     ) -> None:
         self.name = name  # type: ignore[misc]  # set per instance: one class, many kinds
+        self.title = title or default_title(name)  # type: ignore[misc]
         self.params_model = params_model  # type: ignore[misc]
         self.work_task = task_name  # type: ignore[misc]
         self.queue = queue  # type: ignore[misc]
         self.max_attempts = max_attempts  # type: ignore[misc]
         self.time_limit_s = time_limit_s  # type: ignore[misc]
+        self._summary = summary
+        self._total = total
+
+    def _stored(self, params: dict[str, Any]) -> BaseModel:
+        # Stored parameters were validated when the job started: build the model without
+        # validating again (validators may query the database, e.g. csv_profile's upload).
+        return self.params_model.model_construct(**params)
+
+    def summary(self, params: dict[str, Any]) -> str:
+        """The ``summary=`` function's text for these parameters ("" without one). It runs for
+        every job frame, so an error in it is logged and gives "" rather than break the frame."""
+        if self._summary is None:
+            return ""
+        try:
+            return str(self._summary(self._stored(params)))
+        except Exception:
+            logger.exception("job kind %s: its summary function failed; the job is shown without one", self.name)
+            return ""
+
+    def initial_total(self, params: dict[str, Any]) -> int | None:
+        """The ``total=`` function's value for these parameters (None without one)."""
+        return None if self._total is None else self._total(self._stored(params))
 
     def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
         """The progress the current attempt recorded last (outcomes arrive through services)."""
@@ -165,6 +198,9 @@ def job_kind(
     min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     time_limit_s: int = DEFAULT_TIME_LIMIT_S,
+    title: str | None = None,
+    summary: Callable[[P], str] | None = None,
+    total: Callable[[P], int | None] | None = None,
 ) -> Callable[[WorkFunction[P]], Task]:
     """Register the decorated function as the work of job kind ``name``.
 
@@ -175,7 +211,14 @@ def job_kind(
     for ``jobs``); ``min_interval_ms`` the least time between two progress writes;
     ``max_attempts`` (≥ 1) how many times the work may run when its worker is lost (the
     supervisor runs it again; default 2); ``time_limit_s`` (≥ 1) seconds one run may take
-    (default 3600; Celery's soft limit, hard limit 5 s later).
+    (default 3600; Celery's soft limit, hard limit 5 s later); ``title`` what people call
+    the kind, the title of its cards (default: the name in words, ``"my_kind"`` → ``"My
+    kind"``); ``summary`` a function of the parameters (an instance of ``params``) returning
+    a few words about them, shown beside the title (``"below 100,000"``; called for every job
+    frame, so quick and without database or network; if it raises, the error is logged and
+    the job has no summary); ``total`` a function of the parameters returning the progress
+    total known before the work reports (e.g. a file's size), so viewers see it from the
+    start (None: unknown until the first ``set_progress``).
 
     The function is called as ``function(params_instance, recorder)``. Returns the Celery
     task (named ``tasks_app.kind.<name>``; its arguments are the job id and the attempt).
@@ -187,7 +230,18 @@ def job_kind(
     def decorate(function: WorkFunction[P]) -> Task:
         task_name = TASK_NAME_PREFIX + name
 
-        register(TaskKind(name, params, task_name, queue, max_attempts=max_attempts, time_limit_s=time_limit_s))
+        kind = TaskKind(
+            name,
+            params,
+            task_name,
+            queue,
+            max_attempts=max_attempts,
+            time_limit_s=time_limit_s,
+            title=title,
+            summary=summary,
+            total=total,
+        )
+        register(kind)
 
         @shared_task(  # type: ignore[untyped-decorator]
             name=task_name,

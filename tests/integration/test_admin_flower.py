@@ -31,8 +31,9 @@ RUN_JOB = "tasks_app.run_job"
 POLL_JOB = "tasks_app.poll_job"
 #: Upper bound of every wait for something the stack does on its own (never asserted on).
 WAIT_S = 60.0
-#: Wide enough for every column of the admin's lists in the screenshots.
-ADMIN_VIEWPORT = {"width": 1600, "height": 900}
+#: The window the admin's lists must fit (issue 10 point 10), with Django's navigation sidebar
+#: open (its default); the screenshots are taken in it too.
+ADMIN_VIEWPORT = {"width": 1400, "height": 900}
 #: Django admin's rendering of an empty value.
 EMPTY = "-"
 
@@ -131,7 +132,6 @@ def test_admin_lists_the_jobs_just_run_and_their_task_results(page: Any, stack: 
 
     page.set_viewport_size(ADMIN_VIEWPORT)
     page.goto(f"{stack.http_url}/admin/tasks_app/job/")
-    page.click("#toggle-nav-sidebar")  # room for every column in the screenshots
     rows = {}
     for job in (simulated, profiled):
         row = page.locator("#result_list tbody tr").filter(has=page.get_by_role("link", name=job["id"][:8], exact=True))
@@ -140,7 +140,7 @@ def test_admin_lists_the_jobs_just_run_and_their_task_results(page: Any, stack: 
         assert cell(row, "state") == "succeeded"
         assert cell(row, "owner") == "demo"
         assert cell(row, "percent") == "100.0%"
-        assert cell(row, "finished_at") != EMPTY
+        assert cell(row, "created") != EMPTY
         rows[job["id"]] = row
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "admin-jobs.png"))
@@ -158,9 +158,8 @@ def test_admin_lists_the_jobs_just_run_and_their_task_results(page: Any, stack: 
         assert profiled["id"] in cell(result, "arguments")
         # run_job runs on the progress queue; the kind's work task on its own queue, jobs.
         worker = "progress@" if cell(result, "task_name") == RUN_JOB else "jobs@"
-        assert cell(result, "worker").startswith(worker)
-        assert cell(result, "date_started") != EMPTY
-        assert cell(result, "date_done") != EMPTY
+        assert cell(result, "worker_name").startswith(worker)
+        assert cell(result, "done") != EMPTY
         assert cell(result, "runtime").endswith(" s")
 
     # Every task result: run_job of both jobs, with arguments and worker.
@@ -170,7 +169,7 @@ def test_admin_lists_the_jobs_just_run_and_their_task_results(page: Any, stack: 
         row = page.locator("#result_list tbody tr").filter(has_text=job["id"]).filter(has_text=RUN_JOB)
         assert row.count() == 1, job["id"]
         assert cell(row, "arguments") == f"['{job['id']}']"
-        assert cell(row, "worker").startswith("progress@")
+        assert cell(row, "worker_name").startswith("progress@")
     page.screenshot(path=str(SCREENSHOTS / "admin-task-results.png"))
 
     # One result's page: every field django-celery-results fills with result_extended and
@@ -209,6 +208,66 @@ def test_admin_cancel_action_cancels_a_running_job(page: Any, stack: Stack, demo
     page.goto(jobs)
     row = page.locator("#result_list tbody tr").filter(has=page.get_by_role("link", name=job_id[:8], exact=True))
     assert cell(row, "state") == "cancelled"
+
+
+#: Per list: how far the page and the table scroll sideways, each column's width, and how many
+#: cells wrap their text onto more than one line.
+FIT_JS = """
+() => {
+  const results = document.querySelector('#changelist-form .results');
+  const table = document.querySelector('#result_list');
+  const columns = {};
+  for (const th of table.querySelectorAll('thead th')) {
+    columns[th.className.split(' ').find(c => c.startsWith('column-')) || '?'] = Math.round(th.offsetWidth);
+  }
+  const lines = (cell) => {
+    const bottoms = new Set();
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      if (!walker.currentNode.textContent.trim()) continue;
+      const range = document.createRange();
+      range.selectNodeContents(walker.currentNode);
+      for (const rect of range.getClientRects()) bottoms.add(Math.round(rect.bottom));
+    }
+    return bottoms.size;
+  };
+  const wrapped = [...table.querySelectorAll('tbody td, tbody th')]
+    .filter(cell => cell.textContent.trim() && lines(cell) > 1)
+    .map(cell => cell.className + ': ' + cell.textContent.trim().slice(0, 40));
+  return {
+    page: document.documentElement.scrollWidth - innerWidth,
+    table: results.scrollWidth - results.clientWidth,
+    columns,
+    wrapped,
+  };
+}
+"""
+
+
+@pytest.mark.browser
+def test_admin_lists_fit_a_1400_px_window(page: Any, stack: Stack, demo: HttpSession) -> None:
+    # Failed jobs: their errors are the list's longest messages.
+    status, upload = demo.upload("a-binary-file-with-a-rather-long-name.csv", b"\x89PNG\r\n\x1a\n\x00" * 64)
+    assert status == 201, upload
+    starts = [
+        ("simulated", {"step": 10, "interval_ms": 50, "fail_at": 20}),
+        ("remote", {"service": "demo", "payload": {"duration_s": 1, "fail": True}}),
+        ("csv_profile", {"upload_id": upload["upload_id"]}),
+    ]
+    jobs = in_thread(run_to_the_end, demo, starts)
+    assert [job["state"] for job in jobs] == ["failed", "failed", "failed"]
+    page.set_viewport_size(ADMIN_VIEWPORT)
+    page.goto(f"{stack.http_url}/admin/tasks_app/job/")
+    if page.locator("#nav-sidebar").is_hidden():
+        page.click("#toggle-nav-sidebar")  # Django remembers the sidebar's state: open it
+    for url in ("/admin/tasks_app/job/", "/admin/django_celery_results/taskresult/"):
+        page.goto(f"{stack.http_url}{url}")
+        assert page.locator("#nav-sidebar").is_visible()
+        fit = page.evaluate(FIT_JS)
+        print(f"\n{url} at {ADMIN_VIEWPORT['width']} px: {fit}")
+        assert fit["page"] <= 0, f"{url}: the page scrolls sideways by {fit['page']} px: {fit}"
+        assert fit["table"] <= 0, f"{url}: {fit['table']} px of the list are cut off: {fit}"
+        assert fit["wrapped"] == [], f"{url}: cells wrap: {fit}"
 
 
 def flower_get(stack: Stack, path: str) -> Any:

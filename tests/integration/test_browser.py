@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from tests.integration.browser import ARTIFACTS
-from tests.integration.stack import READY_TIMEOUT_S, ROOT, Stack, http_status, procfile_commands
+from tests.integration.stack import DEMO_PASSWORD, READY_TIMEOUT_S, ROOT, Stack, http_status, procfile_commands
 from tests.realdata import AIRPORTS
 
 pytestmark = pytest.mark.browser
@@ -142,6 +143,47 @@ def assert_never_backwards(history: dict[str, Any], job_id: str) -> list[float]:
     values = history["jobs"][job_id]["values"]
     assert values == sorted(values), f"bar of {job_id} went backwards: {values}"
     return values
+
+
+#: What each new card showed when it was first put on the page (before any later frame).
+FIRST_RENDER_JS = """
+() => {
+  window.__firstCounts = {};
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      for (const node of m.addedNodes) {
+        if (node.matches && node.matches("article.job") && !(node.dataset.jobId in window.__firstCounts)) {
+          const counts = node.querySelector(".job-counts");
+          window.__firstCounts[node.dataset.jobId] = { text: counts.textContent, title: counts.title };
+        }
+      }
+    }
+  }).observe(document.getElementById("jobs"), { childList: true });
+}
+"""
+#: A number of the page: digits grouped by thousands ("336,776"), as the server writes them.
+GROUPED = r"\d{1,3}(?:,\d{3})*"
+
+
+def looks_final(page: Any, job_id: str) -> None:
+    """A final card: a still bar (a value, no animation), no "total unknown", no "working…"."""
+    the_card = card(page, job_id)
+    bar = the_card.locator("progress.job-progress")
+    assert bar.get_attribute("value") is not None
+    assert bar.evaluate("b => !b.matches(':indeterminate') && getComputedStyle(b).animationName === 'none'")
+    figures = the_card.locator(".job-figures").inner_text()
+    assert "total unknown" not in figures
+    assert "working" not in figures
+
+
+def api_start(page: Any, stack: Stack, kind: str, params: dict[str, Any]) -> str:
+    """Start a job with the HTTP API in the page's session (as a script would); returns its id."""
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    answer = page.request.post(
+        f"{stack.http_url}/api/jobs/", data={"kind": kind, "params": params}, headers={"X-CSRFToken": csrf}
+    )
+    assert answer.status == 201, answer.text()
+    return str(answer.json()["id"])
 
 
 def log_in(browser: Any, stack: Stack, username: str, password: str, **context_args: Any) -> Any:
@@ -277,12 +319,25 @@ def test_three_jobs_at_once_each_bar_follows_its_own_job(page: Any) -> None:
 
 
 def test_csv_upload_shows_the_profile_table(page: Any) -> None:
+    page.evaluate(FIRST_RENDER_JS)
     job_id = upload_csv(page, str(AIRPORTS))
+    # The upload's size is the total from the first frame (job.accepted), before any poll.
+    first = page.evaluate("id => window.__firstCounts[id]", job_id)
+    assert first == {"text": "0 bytes of 210 KB", "title": "0 of 210,365 bytes"}, first
+    assert card(page, job_id).locator(".job-params").inner_text().strip() == "· airports.csv, 210 KB"
     assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
-    table = card(page, job_id).locator("table.profile-table")
+    profile = card(page, job_id).locator("details.profile")
+    assert profile.evaluate("d => d.open")  # a wide screen shows it at once
+    assert profile.locator("summary").inner_text() == "Profile: 7 columns, 3,376 rows"
+    table = profile.locator("table.profile-table")
     names = table.locator("tbody tr td:first-child").all_inner_texts()
     assert [n.strip() for n in names] == ["iata", "name", "city", "state", "country", "latitude", "longitude"]
-    assert "3,376" in table.locator("caption").inner_text() or "3376" in table.locator("caption").inner_text()
+    caption = table.locator("caption").inner_text()
+    assert "3,376 rows" in caption
+    assert "210 KB (210,365 bytes)" in caption
+    counts = [int(n.replace(",", "")) for n in table.locator("td[data-label=Non-null]").all_inner_texts()]
+    assert max(counts) == 3376
+    assert "3,376" in table.locator("td[data-label=Non-null]").all_inner_texts()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-csv.png"), full_page=True)
 
@@ -291,7 +346,11 @@ def test_binary_upload_shows_a_readable_error(page: Any) -> None:
     job_id = upload_csv(page, [{"name": "photo.png", "mimeType": "image/png", "buffer": png_bytes()}])
     assert wait_state(page, job_id, *FINAL_STATES) == "failed"
     failed = card(page, job_id)
-    assert "photo.png" in failed.locator(".job-title").inner_text()
+    assert failed.locator(".job-title").inner_text() == f"CSV profile · {job_id[:8]}"
+    assert re.fullmatch(r"· photo\.png, \d\.\d KB", failed.locator(".job-params").inner_text().strip())
+    looks_final(page, job_id)
+    assert failed.locator(".job-message").inner_text() == ""  # not the stale "started": the error says it
+    assert re.fullmatch(r"0 bytes of \d\.\d KB", failed.locator(".job-counts").inner_text())
     error = failed.locator(".job-error").inner_text()
     assert "photo.png is not a CSV file we can read" in error
     assert "binary content" in error
@@ -368,14 +427,26 @@ def test_server_restart_shows_reconnecting_then_bars_catch_up(page: Any, stack: 
 
 
 def test_offline_then_online_reconnects_and_catches_up(page: Any) -> None:
+    done = start_simulated(page, step=50, interval_ms=50)
+    assert wait_state(page, done, *FINAL_STATES) == "succeeded"
     record(page)
     job_id = start_simulated(page, step=3, interval_ms=250)
     wait_value_at_least(page, job_id, 9)
     page.context.set_offline(True)
     page.wait_for_selector("#conn-status[data-state=offline]")
     frozen = bar_value(page, job_id)
+    # While the page is disconnected, a card of a job that is not final says it may be stale;
+    # a final card cannot be (a final state never changes).
+    stale = card(page, job_id).locator(".job-stale")
+    assert stale.is_visible()
+    assert "may be out of date" in stale.inner_text()
+    assert card(page, job_id).get_attribute("data-stale") == "true"
+    assert card(page, done).get_attribute("data-stale") is None
+    assert card(page, done).locator(".job-stale").is_hidden()
     page.context.set_offline(False)
     page.wait_for_selector("#conn-status[data-state=connected]")
+    page.wait_for_selector(f"article.job[data-job-id='{job_id}']:not([data-stale])")  # its snapshot is back
+    assert stale.is_hidden()
     assert wait_state(page, job_id, *FINAL_STATES) == "succeeded"
     history = recorded(page)
     assert "offline" in history["conn"], history["conn"]
@@ -428,9 +499,83 @@ def test_remote_job_shows_the_retry_notice_then_succeeds(page: Any) -> None:
     notice = card(page, job_id).locator(".job-retry")
     notice.wait_for(state="visible", timeout=30_000)
     assert "HTTP 503: temporarily unavailable — retry 2 of 5" in notice.inner_text()
+    # The retry is said once: in the notice (with its countdown), not in the message too.
+    assert card(page, job_id).locator(".job-message").inner_text() == ""
+    assert card(page, job_id).locator(".job-params").inner_text().strip() == "· on demo, 3 s, unavailable for 1 s"
     assert wait_state(page, job_id, "succeeded", "failed") == "succeeded"
     assert notice.is_hidden()
     assert card(page, job_id).locator(".job-percent").inner_text().strip() == "100%"
+
+
+def test_a_remote_job_cancelled_before_any_progress_looks_final(page: Any) -> None:
+    page.fill("#remote-duration", "5")
+    page.fill("#remote-unavailable", "60")
+    before = set(job_ids(page))
+    page.click("#remote-start")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#jobs article.job').length > n", arg=len(before), timeout=30_000
+    )
+    (job_id,) = set(job_ids(page)) - before
+    card(page, job_id).locator(".job-retry").wait_for(state="visible")
+    the_card = card(page, job_id)
+    assert the_card.locator("progress.job-progress").evaluate("b => b.matches(':indeterminate')")  # still working
+    assert "total unknown" in the_card.locator(".job-counts").inner_text()
+    the_card.locator("button.job-cancel").click()
+    page.get_by_role("button", name="Cancel job").click()
+    assert wait_state(page, job_id, *FINAL_STATES) == "cancelled"
+    looks_final(page, job_id)
+    assert the_card.locator(".job-retry").is_hidden()
+    assert the_card.locator(".job-counts").inner_text() == ""  # nothing was done, and that is all there is
+
+
+def test_a_custom_kind_has_a_title_a_summary_and_numbers_with_separators(page: Any, stack: Stack) -> None:
+    job_id = api_start(page, stack, "primes", {"limit": 3_000_000})
+    page.reload()  # the dashboard renders every job of the user, this one too
+    page.wait_for_selector("#conn-status[data-state=connected]")
+    the_card = card(page, job_id)
+    assert the_card.locator(".job-title").inner_text() == f"Count primes · {job_id[:8]}"
+    assert the_card.locator(".job-params").inner_text().strip() == "· below 3,000,000"
+    page.wait_for_function(
+        "id => /[0-9],[0-9]{3} units\\/s$/.test(document.querySelector(`article.job[data-job-id='${id}'] .job-rate`)"
+        ".textContent)",
+        arg=job_id,
+    )
+    assert re.fullmatch(rf"{GROUPED} units/s", the_card.locator(".job-rate").inner_text())
+    assert re.fullmatch(rf"{GROUPED} / 3,000,000", the_card.locator(".job-counts").inner_text())
+    assert re.fullmatch(rf"{GROUPED} primes below {GROUPED}", the_card.locator(".job-message").inner_text())
+    the_card.locator("button.job-cancel").click()  # tidy up: no job of this test outlives it
+    page.get_by_role("button", name="Cancel job").click()
+    assert wait_state(page, job_id, *FINAL_STATES) == "cancelled"
+
+
+def test_a_finished_profile_is_folded_on_a_phone(browser: Any, stack: Stack) -> None:
+    phone = log_in(browser, stack, "demo", DEMO_PASSWORD, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        job_id = upload_csv(phone, str(AIRPORTS))
+        assert wait_state(phone, job_id, *FINAL_STATES) == "succeeded"
+        profile = card(phone, job_id).locator("details.profile")
+        summary = profile.locator("summary")
+        assert summary.inner_text() == "Profile: 7 columns, 3,376 rows"
+        assert not profile.evaluate("d => d.open")
+        table = profile.locator("table.profile-table")
+        assert table.is_hidden()
+        folded = card(phone, job_id).bounding_box()["height"]
+        summary.tap()
+        table.wait_for(state="visible")
+        assert card(phone, job_id).bounding_box()["height"] > 4 * folded  # seven blocks, one per column
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        phone.context.close()
+
+
+def test_the_site_has_an_icon(page: Any, stack: Stack) -> None:
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert icon == "/static/jobs/favicon.svg"
+    for url in (f"{stack.http_url}{icon}", f"{stack.http_url}/favicon.ico"):  # the latter redirects
+        answer = page.request.get(url)
+        assert answer.status == 200, url
+        assert answer.headers["content-type"].startswith("image/svg+xml"), url
+        assert answer.body().startswith(b"<svg")
 
 
 def test_dashboard_and_job_page_pass_axe(page: Any, stack: Stack) -> None:
@@ -465,7 +610,8 @@ def test_screenshots_for_the_docs(browser: Any, stack: Stack) -> None:
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page = log_in(browser, stack, *SCREENS_USER)
     try:
-        assert wait_state(page, upload_csv(page, str(AIRPORTS)), *FINAL_STATES) == "succeeded"
+        profiled = upload_csv(page, str(AIRPORTS))
+        assert wait_state(page, profiled, *FINAL_STATES) == "succeeded"
         done = start_simulated(page, step=25, interval_ms=100)
         failed = start_simulated(page, step=5, interval_ms=150, fail_at=35)
         cancelled = start_simulated(page, step=2, interval_ms=300)
@@ -494,7 +640,13 @@ def test_screenshots_for_the_docs(browser: Any, stack: Stack) -> None:
     phone = log_in(browser, stack, *SCREENS_USER, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     try:
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
-        phone.evaluate("window.scrollTo(0, document.getElementById('jobs-heading').getBoundingClientRect().top - 12)")
+        assert not card(phone, profiled).locator("details.profile").evaluate("d => d.open")  # folded on a phone
+        # The history: a failed card, a succeeded one, and the folded profile.
+        phone.evaluate(
+            "id => window.scrollTo(0, document.querySelector(`article.job[data-job-id='${id}']`)"
+            ".getBoundingClientRect().top + window.scrollY - 12)",
+            failed,
+        )
         phone.screenshot(path=str(DOCS_IMG / "dashboard-phone.png"))
         for job_id in (steady, slow):  # tidy up: no job of this test outlives it
             cancel = card(phone, job_id).locator("button.job-cancel")

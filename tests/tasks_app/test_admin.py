@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tasks_app import services, tokens
-from tasks_app.admin import JobAdmin, decoded_args, task_results_url
+from tasks_app.admin import LIST_MESSAGE_CHARS, JobAdmin, decoded_args, duration_text, task_results_url
 from tasks_app.models import Job, JobState
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("memory_layer", "broker")]
@@ -62,19 +62,23 @@ def test_job_list_shows_id_kind_state_owner_percent_message_and_task_link(admin_
     page = text_of(admin_client.get(JOBS))
     for column in ("column-short_id", "column-kind", "column-state", "column-owner", "column-percent"):
         assert column in page, column
-    for column in ("column-message", "column-created_at", "column-finished_at", "column-task_results_link"):
+    for column in ("column-message", "column-created", "column-task_results_link"):
         assert column in page, column
     assert f">{str(job.id)[:8]}</a>" in page
     assert "42.0%" in page
-    assert "step 4 of 10" in page
+    assert '<span class="clip" title="step 4 of 10">step 4 of 10</span>' in page
     assert "alice" in page
     assert f'href="{TASK_RESULTS}?task_id__in={job.celery_task_id}"' in page
 
 
 def test_failed_job_lists_its_error_as_the_message(admin_client: Client, user: Any) -> None:
     job = services.job_start(owner=user, kind="simulated", params={})
-    Job.objects.filter(pk=job.pk).update(state=JobState.FAILED, error="the remote service said no")
-    assert "the remote service said no" in text_of(admin_client.get(JOBS))
+    error = "the remote service said no: " + "a long story " * 10
+    Job.objects.filter(pk=job.pk).update(state=JobState.FAILED, error=error)
+    page = text_of(admin_client.get(JOBS))
+    # Shortened in the list (admin.css clips it to its column too), whole in its title.
+    shown = error[: LIST_MESSAGE_CHARS - 1] + "…"
+    assert f'<span class="clip" title="{error}">{shown}</span>' in page
 
 
 def test_filters_and_search_find_the_job(admin_client: Client, user: Any, other_user: Any) -> None:
@@ -146,14 +150,23 @@ def test_task_results_link_lists_exactly_the_jobs_tasks(admin_client: Client, us
     assert job.celery_task_id in page
     assert job.work_task_id in page
     assert other not in page
-    columns = ("task_name", "arguments", "worker", "date_started", "date_done", "runtime")
+    columns = ("task_id", "task_name", "arguments", "worker_name", "done", "runtime")
     for column in (f"column-{name}" for name in columns):
         assert column in page, column
     assert "tasks_app.kind.csv_profile" in page
     assert "jobs@example-host" in page
     assert "1.250 s" in page  # runtime: date_done - date_started
     # The arguments as Celery wrote them, without django-celery-results' JSON quoting.
-    assert f'<td class="field-arguments">[&#x27;{job.id}&#x27;]</td>' in page
+    assert f'<span class="clip" title="[&#x27;{job.id}&#x27;]">[&#x27;{job.id}&#x27;]</span>' in page
+    assert "jobs/admin.css" in page  # the narrow columns
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.25, "0.250 s"), (9.9994, "9.999 s"), (42.04, "42.0 s"), (185.4, "3 min 05 s"), (3725, "1 h 02 min")],
+)
+def test_duration_text(seconds: float, shown: str) -> None:
+    assert duration_text(seconds) == shown
 
 
 def test_task_results_are_read_only(admin_client: Client) -> None:

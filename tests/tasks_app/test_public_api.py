@@ -147,6 +147,43 @@ def test_outcomes_of_a_decorated_kind(user: Any, broker: Any, memory_layer: Any,
         assert (job.progress_current, job.progress_total, job.progress_message) == (2, 2, "done")
 
 
+def test_title_summary_and_total_of_a_decorated_kind(user: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from tasks_app.selectors import job_snapshot
+
+    class SizedParams(StrictParams):
+        n: int = Field(10, ge=0)
+
+    def broken(params: SizedParams) -> str:
+        raise KeyError("oops")
+
+    job_kind(
+        "test-titled", params=SizedParams, title="Titled work", summary=lambda p: f"n = {p.n:,}", total=lambda p: p.n
+    )(lambda p, r: None)
+    job_kind("test-untitled_work", params=SizedParams, summary=broken)(lambda p, r: None)
+    try:
+        titled = services.job_start(owner=user, kind="test-titled", params={"n": 12345})
+        assert titled.progress_total == 12345  # known before the work reports
+        snapshot = job_snapshot(titled)
+        assert (snapshot["title"], snapshot["summary"]) == ("Titled work", "n = 12,345")
+        assert snapshot["progress"]["total"] == 12345
+        untitled = services.job_start(owner=user, kind="test-untitled_work", params={})
+        assert untitled.progress_total is None
+        # A summary function that raises is logged; the job is shown without a summary.
+        assert (job_snapshot(untitled)["title"], job_snapshot(untitled)["summary"]) == ("Test untitled work", "")
+        assert "test-untitled_work: its summary function failed" in caplog.text
+    finally:
+        for name in ("test-titled", "test-untitled_work"):
+            REGISTRY.pop(name, None)
+
+
+def test_a_job_of_a_kind_no_longer_installed_keeps_a_title(user: Any) -> None:
+    from tasks_app.selectors import job_snapshot
+
+    job = Job.objects.create(owner=user, kind="retired_kind", params={"x": 1})
+    snapshot = job_snapshot(job)
+    assert (snapshot["title"], snapshot["summary"]) == ("Retired kind", "")
+
+
 def test_a_kind_name_is_registered_once() -> None:
     with pytest.raises(ValueError, match="already registered"):
         job_kind("primes", params=EchoParams)(lambda p, r: None)

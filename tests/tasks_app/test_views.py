@@ -66,9 +66,9 @@ def test_upload_errors_are_json_with_a_message(client, logged_in, settings):
     assert Upload.objects.count() == 0
 
 
-def make_job(owner, *, state: str, minutes_ago: int, **fields):
-    params = {"step": 3, "interval_ms": 200}
-    job = Job.objects.create(owner=owner, kind="simulated", params=params, state=state, **fields)
+def make_job(owner, *, state: str, minutes_ago: int, kind: str = "simulated", params=None, **fields):
+    params = {"step": 3, "interval_ms": 200} if params is None else params
+    job = Job.objects.create(owner=owner, kind=kind, params=params, state=state, **fields)
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - dt.timedelta(minutes=minutes_ago))
     return job
 
@@ -124,3 +124,64 @@ def test_job_page_shows_result_and_error_without_script(logged_in, user):
     failed = make_job(user, state="failed", minutes_ago=1, error="simulated failure at 40%")
     assert "&quot;steps&quot;: 34" in logged_in.get(f"/jobs/{done.id}/").content.decode()
     assert "simulated failure at 40%" in logged_in.get(f"/jobs/{failed.id}/").content.decode()
+
+
+def card_html(response, job: Job) -> str:
+    body = response.content.decode()
+    return body.split(f'data-job-id="{job.id}"', 1)[1].split("</article>", 1)[0]
+
+
+def test_a_final_card_looks_final_without_script(logged_in, user):
+    params = {"upload_id": "u", "name": "photo.png", "size": 4_096}
+    failed = make_job(
+        user,
+        state="failed",
+        minutes_ago=1,
+        kind="csv_profile",
+        params=params,
+        progress_message="started",
+        error="photo.png is binary",
+    )
+    card = card_html(logged_in.get(f"/jobs/{failed.id}/"), failed)
+    assert 'value="0"' in card  # a still, empty bar: no moving stripe
+    assert "total unknown" not in card
+    assert "started" not in card  # the last message of a failed job is stale: its error says what happened
+    assert "photo.png is binary" in card
+    assert f"CSV profile · {str(failed.id)[:8]}" in card
+    assert "photo.png, 4.1 KB" in card  # the kind's summary of the parameters
+
+    running = make_job(user, state="running", minutes_ago=1, progress_current=336_776, progress_message="reading")
+    card = card_html(logged_in.get(f"/jobs/{running.id}/"), running)
+    assert "value=" not in card.split("<progress", 1)[1].split(">", 1)[0]  # total unknown: still working
+    assert "336,776 (total unknown)" in card
+    assert "reading" in card
+    assert "step 3% every 200 ms" in card
+
+
+def test_a_csv_card_shows_sizes_and_other_cards_counts_with_separators(logged_in, user):
+    params = {"upload_id": "u", "name": "flights.csv", "size": 31_053_850}
+    profile = make_job(
+        user, state="running", minutes_ago=1, kind="csv_profile", params=params, progress_total=31_053_850
+    )
+    assert "0 bytes of 31.1 MB" in card_html(logged_in.get(f"/jobs/{profile.id}/"), profile)
+    primes = make_job(
+        user,
+        state="running",
+        minutes_ago=1,
+        kind="primes",
+        params={"limit": 100_000},
+        progress_current=12_345,
+        progress_total=100_000,
+    )
+    card = card_html(logged_in.get(f"/jobs/{primes.id}/"), primes)
+    assert "12,345 / 100,000" in card
+    assert f"Count primes · {str(primes.id)[:8]}" in card
+    assert "below 100,000" in card
+
+
+def test_favicon_redirects_to_the_sites_icon(client):
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301
+    assert answer["Location"] == "/static/jobs/favicon.svg"
+    page = client.get("/accounts/login/").content.decode()
+    assert '<link rel="icon" href="/static/jobs/favicon.svg" type="image/svg+xml">' in page

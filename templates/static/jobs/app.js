@@ -29,11 +29,22 @@
   const CLOSE_FLOOD = 4429;
   const SOCKET_OPEN = 1;
   const SHORT_ID_LENGTH = 8;
-  const KIND_LABELS = { simulated: "Simulated job", csv_profile: "CSV profile", remote: "Remote job" };
+  /** Where a finished CSV profile starts folded: the phone layout of app.css (max-width: 30rem). */
+  const FOLD_PROFILES_QUERY = "(max-width: 30rem)";
+  /** Numbers as the server writes them in messages ("336,776"): in the page's language. */
+  const LOCALE = document.documentElement.lang || "en";
+  const INTEGER = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 0 });
+  const DECIMAL = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 4 });
+  const ONE_DECIMAL = new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const TWO_DECIMALS = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
+  /** Data values of a profile (a year, an id) keep their digits ungrouped. */
+  const DATA_VALUE = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 4, useGrouping: false });
+  /** Decimal byte units, as tasks_app.kinds.csv_profile.human_bytes writes sizes. */
+  const BYTE_UNITS = ["KB", "MB", "GB", "TB"];
+  const BYTES_PER_UNIT = 1000;
   const SIM_FIELDS = { step: "sim-step", interval_ms: "sim-interval", fail_at: "sim-fail-at" };
   const REMOTE_FIELDS = { duration_s: "remote-duration", unavailable_s: "remote-unavailable", fail: "remote-fail" };
   const REMOTE_SERVICE = "demo";
-  const UPLOAD_NAMES_KEY = "jobs.uploadNames";
 
   const config = readConfig();
   const initialJobs = readJson("jobs-data", []);
@@ -54,15 +65,14 @@
     dialogText: document.getElementById("cancel-dialog-text"),
   };
 
-  /** job id → {job, seq, createdMs, percent, receivedMs, cancelRequested, resultShown, alert, nodes} */
+  /** job id → {job, seq, createdMs, percent, receivedMs, cancelRequested, resultShown, alert, stale, nodes} */
   const jobs = new Map();
-  /** request_id → {what: "list"|"subscribe"|"start"|"cancel", source?, jobId?, fileName?} */
+  /** request_id → {what: "list"|"subscribe"|"start"|"cancel", source?, jobId?} */
   const requests = new Map();
   /** request_id → job.start frame not yet answered; resent (same idempotency key) after a reconnect. */
   const pendingStarts = new Map();
   /** job ids this socket already follows (subscribed or started on it). */
   let following = new Set();
-  const uploadNames = loadUploadNames();
   /** Jobs created after this (server time, ms) are new to the first dashboard page. */
   let newestAtLoad = 0;
 
@@ -144,12 +154,9 @@
     return String(id).slice(0, SHORT_ID_LENGTH);
   }
 
-  function kindLabel(kind) {
-    return KIND_LABELS[kind] || String(kind || "job");
-  }
-
+  /** "Count primes · 1c235a6c": the kind's title (from the server) and the short id. */
   function jobName(job) {
-    return kindLabel(job.kind) + " · " + shortId(job.id);
+    return job.title + " · " + shortId(job.id);
   }
 
   function jobUrl(id) {
@@ -161,34 +168,42 @@
     return typeof value === "number" && Number.isFinite(value);
   }
 
-  /** Integers as they are; other numbers with at most 4 decimals, trailing zeros dropped. */
+  /** Counts with thousands separators ("336,776"); at most 4 decimals, trailing zeros dropped. */
   function formatNumber(value) {
     if (value === null || value === undefined || value === "") return "—";
-    if (isNumber(value)) {
-      if (Number.isInteger(value)) return String(value);
-      return String(parseFloat(value.toFixed(4)));
-    }
+    if (isNumber(value)) return (Number.isInteger(value) ? INTEGER : DECIMAL).format(value);
     return String(value);
   }
 
-  /** Three significant figures at most, for rates. */
-  function formatRateNumber(value) {
-    if (value >= 100) return String(Math.round(value));
-    if (value >= 10) return String(parseFloat(value.toFixed(1)));
-    return String(parseFloat(value.toFixed(2)));
+  /** A value found in the data (a profile's min, max, mean): digits as they are, no grouping. */
+  function formatDataValue(value) {
+    if (isNumber(value)) return DATA_VALUE.format(value);
+    return value === null || value === undefined || value === "" ? "—" : String(value);
   }
 
+  /** Three significant figures at most, for rates ("310,572", "15.2", "0.37"). */
+  function formatRateNumber(value) {
+    if (value >= 100) return INTEGER.format(Math.round(value));
+    if (value >= 10) return DECIMAL.format(Math.round(value * 10) / 10);
+    return TWO_DECIMALS.format(value);
+  }
+
+  /** "512 bytes", "210 KB", "31.1 MB": decimal units, one decimal below 100 of a unit. */
   function formatBytes(n) {
     if (!isNumber(n)) return "?";
-    if (n < 1024) return Math.round(n) + " bytes";
-    const units = ["KB", "MB", "GB"];
-    let value = n / 1024;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-      value /= 1024;
+    if (n < BYTES_PER_UNIT) return INTEGER.format(n) + " bytes";
+    let value = n;
+    let unit = -1;
+    while (value >= BYTES_PER_UNIT && unit < BYTE_UNITS.length - 1) {
+      value /= BYTES_PER_UNIT;
       unit += 1;
     }
-    return (value >= 10 ? value.toFixed(0) : value.toFixed(1)) + " " + units[unit];
+    return (value < 100 ? ONE_DECIMAL : INTEGER).format(value) + " " + BYTE_UNITS[unit];
+  }
+
+  /** The exact count, for a title attribute beside a rounded size: "31,053,850 bytes". */
+  function exactBytes(n) {
+    return isNumber(n) ? INTEGER.format(n) + " bytes" : "";
   }
 
   /** Units per second: bytes for CSV profiles, percent points for simulated jobs. */
@@ -241,24 +256,6 @@
   function humanKey(key) {
     const text = String(key).replace(/_/g, " ");
     return text.charAt(0).toUpperCase() + text.slice(1);
-  }
-
-  function loadUploadNames() {
-    try {
-      return JSON.parse(window.sessionStorage.getItem(UPLOAD_NAMES_KEY) || "{}") || {};
-    } catch (err) {
-      return {};
-    }
-  }
-
-  function rememberUploadName(jobId, name) {
-    if (!name) return;
-    uploadNames[jobId] = name;
-    try {
-      window.sessionStorage.setItem(UPLOAD_NAMES_KEY, JSON.stringify(uploadNames));
-    } catch (err) {
-      /* storage full or disabled: the name only lives until reload */
-    }
   }
 
   /**
@@ -361,6 +358,13 @@
 
   function onClose(event) {
     following = new Set();
+    // Until its snapshot comes back, what a card shows of a job that is not final may be old.
+    for (const entry of jobs.values()) {
+      if (!FINAL_STATES.has(entry.job.state) && !entry.stale) {
+        entry.stale = true;
+        renderJob(entry);
+      }
+    }
     if (event.code === CLOSE_TOO_BIG || event.code === CLOSE_FLOOD) {
       showNotice("The server closed the connection (" +
         (event.code === CLOSE_FLOOD ? "too many messages" : "message too large") + ").");
@@ -440,7 +444,6 @@
     if (started) {
       pendingStarts.delete(rid);
       following.add(job.id);
-      if (purpose.fileName) rememberUploadName(job.id, purpose.fileName);
       clearSourceError(purpose.source);
     }
     if (purpose && purpose.what === "cancel") {
@@ -587,6 +590,11 @@
     const seq = Number(job.seq);
     const existing = jobs.get(job.id);
     if (existing) {
+      if (existing.stale) {
+        // Any job frame comes from the socket that is open now: the card has caught up.
+        existing.stale = false;
+        renderJob(existing);
+      }
       if (!(seq > existing.seq)) return;
       if (FINAL_STATES.has(existing.job.state) && !FINAL_STATES.has(job.state)) return;
       const before = existing.job;
@@ -616,6 +624,7 @@
       cancelRequested: false,
       resultShown: false,
       alert: null,
+      stale: false,
       nodes: null,
     };
     jobs.set(job.id, entry);
@@ -687,10 +696,13 @@
     const retry = h("p", { className: "job-retry" });
     const actions = h("div", { className: "job-actions" });
     const alert = h("p", { className: "job-alert", role: "alert" });
+    const stale = h("p", { className: "job-stale", hidden: true,
+      text: "Not connected: this may be out of date until the connection is back." });
     const card = h(
       "article",
       { className: "job", "data-job-id": job.id, "aria-labelledby": titleId },
       h("div", { className: "job-head" }, title, state),
+      stale,
       h("p", { className: "job-meta" }, created, params),
       progress,
       h("div", { className: "job-figures" }, percent, counts),
@@ -702,7 +714,7 @@
     );
     const nodes = { card, titleText, state, created, params, progress, percent, counts,
       elapsed: elapsed.value, rate: rate.value, rateItem: rate.item, eta: eta.value, etaItem: eta.item,
-      message, retry, actions, alert, cancel: null, result: null, error: null, details: null };
+      message, retry, actions, alert, stale, cancel: null, result: null, error: null, details: null };
     if (detail) {
       nodes.details = h("dl", { className: "job-details" });
       card.insertBefore(nodes.details, actions);
@@ -719,8 +731,7 @@
     n.card.dataset.state = state;
     n.card.dataset.kind = String(job.kind || "");
 
-    let title = jobName(job);
-    if (uploadNames[job.id]) title += " · " + uploadNames[job.id];
+    const title = jobName(job);
     setText(n.titleText, title);
     setText(n.state, state);
     n.progress.setAttribute("aria-label", "Progress of " + title);
@@ -730,8 +741,10 @@
       const date = new Date(job.created_at);
       setText(n.created, Number.isNaN(date.getTime()) ? "" : "Created " + date.toLocaleString());
     }
-    const summary = paramsSummary(job);
-    setText(n.params, summary ? " · " + summary : "");
+    setText(n.params, job.summary ? " · " + job.summary : "");
+    if (entry.stale) n.card.dataset.stale = "true";
+    else delete n.card.dataset.stale;
+    n.stale.hidden = !entry.stale;
 
     renderProgress(entry);
     renderTimes(entry);
@@ -742,54 +755,54 @@
     n.alert.hidden = !entry.alert;
   }
 
-  function paramsSummary(job) {
-    const p = job.params && typeof job.params === "object" ? job.params : null;
-    if (!p) return "";
-    if (job.kind === "simulated" && isNumber(p.step) && isNumber(p.interval_ms)) {
-      return "step " + p.step + "% every " + p.interval_ms + " ms" +
-        (isNumber(p.fail_at) ? ", fails at " + p.fail_at + "%" : "");
-    }
-    if (job.kind === "remote" && p.payload && typeof p.payload === "object") {
-      const parts = [String(p.service || "service")];
-      if (isNumber(p.payload.duration_s)) parts.push(p.payload.duration_s + " s");
-      if (p.payload.fail) parts.push("fails");
-      if (isNumber(p.payload.unavailable_s) && p.payload.unavailable_s > 0) {
-        parts.push("unavailable " + p.payload.unavailable_s + " s");
-      }
-      return parts.join(", ");
-    }
-    return "";
-  }
-
+  /**
+   * Bar, percent, counts and message. A final card looks final: no moving stripe (an unknown
+   * total shows an empty bar), no "total unknown", and no last message of a failed job (its
+   * error says what happened) or of a job being retried (the retry notice says it).
+   */
   function renderProgress(entry) {
     const n = entry.nodes;
-    const progress = entry.job.progress || {};
+    const job = entry.job;
+    const final = FINAL_STATES.has(job.state);
+    const progress = job.progress || {};
     let percent = isNumber(progress.percent) ? Math.max(0, Math.min(100, progress.percent)) : null;
     // Never let the bar go backwards (and keep a known value if total becomes unknown).
     if (entry.percent !== null && (percent === null || percent < entry.percent)) {
       percent = entry.percent;
     }
-    if (entry.job.state === "succeeded") percent = 100;
+    if (job.state === "succeeded") percent = 100;
     entry.percent = percent;
 
-    if (percent === null) {
+    if (percent === null && !final) {
       if (n.progress.hasAttribute("value")) n.progress.removeAttribute("value");
-      setText(n.percent, FINAL_STATES.has(entry.job.state) ? "" : "working…");
+      setText(n.percent, "working…");
     } else {
-      const value = String(Math.round(percent * 100) / 100);
+      const value = String(percent === null ? 0 : Math.round(percent * 100) / 100);
       if (n.progress.getAttribute("value") !== value) n.progress.setAttribute("value", value);
-      setText(n.percent, Math.floor(percent) + "%");
+      setText(n.percent, percent === null ? "" : Math.floor(percent) + "%");
     }
 
     const current = progress.current;
     const total = progress.total;
-    const bytes = entry.job.kind === "csv_profile";
+    const bytes = job.kind === "csv_profile";
     const show = (v) => (bytes ? formatBytes(v) : formatNumber(v));
     let counts = "";
-    if (isNumber(current) && isNumber(total)) counts = show(current) + (bytes ? " of " : " / ") + show(total);
-    else if (isNumber(current)) counts = show(current) + " (total unknown)";
+    let exact = "";
+    if (isNumber(current) && isNumber(total)) {
+      counts = show(current) + (bytes ? " of " : " / ") + show(total);
+      if (bytes) exact = INTEGER.format(current) + " of " + exactBytes(total);
+    } else if (isNumber(current) && !final) {
+      counts = show(current) + " (total unknown)";
+      if (bytes) exact = exactBytes(current);
+    } else if (isNumber(current) && current > 0) {
+      counts = show(current);
+      if (bytes) exact = exactBytes(current);
+    }
     setText(n.counts, counts);
-    setText(n.message, progress.message || "");
+    if (exact) n.counts.setAttribute("title", exact);
+    else n.counts.removeAttribute("title");
+    const retrying = job.retrying && typeof job.retrying === "object" && !final;
+    setText(n.message, job.state === "failed" || retrying ? "" : progress.message || "");
   }
 
   /** The parts that move with the clock: elapsed time, ETA and retry countdowns, rate. */
@@ -1002,13 +1015,22 @@
     parts.push(isNumber(bad) ? plural(bad, "bad row") : "bad rows unknown");
     parts.push("delimiter " + describeDelimiter(result.delimiter));
     parts.push("encoding " + (result.encoding ? String(result.encoding) : "unknown"));
-    parts.push(isNumber(bytes) ? formatBytes(bytes) + (bytes >= 1024 ? " (" + bytes + " bytes)" : "")
+    parts.push(isNumber(bytes) ? formatBytes(bytes) + (bytes >= BYTES_PER_UNIT ? " (" + exactBytes(bytes) + ")" : "")
       : "size unknown");
     return parts.join(" · ");
   }
 
+  /**
+   * The profile, folded behind a summary ("Profile: 7 columns, 3,376 rows") on a phone,
+   * where a table of many columns is pages long; open on wider screens.
+   */
   function buildProfile(job, result) {
-    const frag = document.createDocumentFragment();
+    const rows = first(result, ["rows", "row_count", "rows_total"]);
+    const fold = h("details", { className: "profile", open: !window.matchMedia(FOLD_PROFILES_QUERY).matches },
+      h("summary", { className: "profile-summary",
+        text: "Profile: " + plural(result.columns.length, "column") +
+          (isNumber(rows) ? ", " + plural(rows, "row") : "") }));
+
     const headers = ["Column", "Type", "Non-null", "Nulls", "Distinct", "Min", "Max", "Mean"];
     const numeric = [false, false, true, true, true, true, true, true];
     // Explicit roles keep table semantics when the phone layout restyles rows as blocks.
@@ -1025,12 +1047,12 @@
       const cells = [c.name, c.type, c.non_null, c.nulls, c.distinct, c.min, c.max, c.mean];
       body.append(h("tr", { role: "row" }, ...cells.map((value, i) => {
         const text = i < 2 ? (value === null || value === undefined ? "—" : String(value))
-          : formatNumber(value);
+          : i < 5 ? formatNumber(value) : formatDataValue(value);
         return h("td", { role: "cell", className: numeric[i] ? "num" : null, "data-label": headers[i], text });
       })));
     }
     table.append(body);
-    frag.append(h("div", {
+    fold.append(h("div", {
       className: "table-wrap",
       tabindex: "0",
       role: "region",
@@ -1047,18 +1069,18 @@
           ": ",
           h("span", { className: "bad-row-reason", text: s.reason || "" })));
       }
-      frag.append(h("p", { className: "bad-rows-heading", text: "Bad row samples" }), list);
+      fold.append(h("p", { className: "bad-rows-heading", text: "Bad row samples" }), list);
     }
-    return frag;
+    return fold;
   }
 
   // ------------------------------------------------------------------ forms
 
   /** Queue a job.start; sent now when connected, otherwise on the next open. */
-  function startJob(kind, params, source, fileName) {
+  function startJob(kind, params, source) {
     const rid = nextRequestId();
     const frame = { type: "job.start", kind, params, idempotency_key: newIdempotencyKey() };
-    requests.set(rid, { what: "start", source, fileName: fileName || null });
+    requests.set(rid, { what: "start", source });
     pendingStarts.set(rid, frame);
     if (isOpen()) {
       socket.send(JSON.stringify(Object.assign({}, frame, { request_id: rid })));
@@ -1146,8 +1168,7 @@
     }
     setCsvBusy(false);
     if (response.status === 201 && data && data.upload_id !== undefined) {
-      const name = typeof data.name === "string" ? data.name : file.name;
-      if (!startJob("csv_profile", { upload_id: data.upload_id }, "csv", name)) {
+      if (!startJob("csv_profile", { upload_id: data.upload_id }, "csv")) {
         showCsvError("Uploaded. Not connected: profiling starts when the connection is back.");
       }
       el.csvForm.reset();
