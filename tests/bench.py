@@ -7,7 +7,14 @@ Figures:
 - csv_profile throughput on real public CSV data (vega_datasets' airports.csv, and the same
   rows repeated to ~10 MB): seconds and MB/s end to end;
 - Redis connections opened per frame pushed (the hot path reuses one pool per process);
-- resident memory of every process of the stack after the run.
+- resident memory of every process of the stack after the run;
+- capacity (issue 11): N simultaneous simulated jobs (100 steps of 200 ms: 5 progress updates
+  a second each), one socket each, N from ``BENCH_CAPACITY`` (``20,100``): staleness of every
+  delivered progress frame (when the client got it minus when that step happened:
+  ``started_at + steps * interval``, one clock, one machine) p50/p99/max, frames delivered of
+  the ideal, start delay (``started_at`` minus the send of ``job.start``) p50/p99, jobs
+  unfinished, CPU seconds per process per 1,000 delivered frames (psutil, with children), and
+  Redis commands per delivered frame (``INFO commandstats`` of a private ``redis-server``).
 Nothing here asserts a time: tests assert behaviour, this prints.
 """
 
@@ -15,22 +22,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import math
 import os
 import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 import redis
 
-from proj.localredis import ensure_redis
+from proj.localredis import start_embedded
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
 
 CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
+#: Numbers of simultaneous jobs of the capacity table.
+CAPACITY = [int(n) for n in os.environ.get("BENCH_CAPACITY", "20,100").split(",") if n.strip()]
+#: The capacity jobs: 100 steps of 1 %, one every 200 ms (5 updates a second, 20 s a job).
+CAPACITY_PARAMS = {"step": 1, "interval_ms": 200}
+CAPACITY_STEPS = 100
+#: Active jobs one user may have (``JOBS_MAX_ACTIVE_PER_USER``): the capacity run spreads its
+#: jobs over enough users.
+JOBS_PER_USER = 20
+BENCH_USER_PASSWORD = "bench-user-password"
 
 
 def rss_mib(pid: int) -> float:
@@ -69,6 +89,98 @@ async def csv_profile(session: HttpSession, name: str, content: bytes) -> tuple[
     await client.close()
     assert frames[-1]["type"] == "job.succeeded", frames[-1]
     return elapsed, frames[-1]["job"]["result"]["rows"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values``, nearest rank; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def redis_commands(client: redis.Redis) -> int:
+    """Commands the server has run so far (``INFO commandstats``, every command)."""
+    return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
+
+
+@dataclass
+class Watched:
+    """One capacity job seen from its socket."""
+
+    sent_at: float
+    started_at: float | None = None
+    staleness_s: list[float] = field(default_factory=list)
+    frames: int = 0
+    final: str | None = None
+
+
+async def watch_one(session: HttpSession, watched: Watched, timeout: float) -> None:
+    client = await JobsClient.open(session)
+    try:
+        watched.sent_at = time.time()
+        accepted = await client.answer({"type": "job.start", "kind": "simulated", "params": CAPACITY_PARAMS})
+        job_id = accepted["job"]["id"]
+        deadline = time.monotonic() + timeout
+        while watched.final is None and time.monotonic() < deadline:
+            frame = await client.recv(max(0.01, deadline - time.monotonic()))
+            now = time.time()
+            job: dict[str, Any] = frame.get("job") or {}
+            if job.get("id") != job_id:
+                continue
+            watched.frames += 1
+            if job.get("started_at") and watched.started_at is None:
+                watched.started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
+            current = int((job.get("progress") or {}).get("current") or 0)
+            if watched.started_at is not None and current > 0:
+                happened = (
+                    watched.started_at + current / CAPACITY_PARAMS["step"] * CAPACITY_PARAMS["interval_ms"] / 1000
+                )
+                watched.staleness_s.append(now - happened)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                watched.final = job["state"]
+    except (TimeoutError, OSError) as exc:
+        print(f"    a capacity socket ended early: {exc!r}")
+    finally:
+        await client.close()
+
+
+async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSession], n: int) -> None:
+    """One row of the capacity table: ``n`` simulated jobs at once, one socket each."""
+    watched = [Watched(sent_at=0.0) for _ in range(n)]
+    cpu_before = {name: cpu_s(proc.pid) for name, proc in stack.processes.items()}
+    commands_before = redis_commands(counter)
+    started = time.monotonic()
+    ideal_s = CAPACITY_STEPS * CAPACITY_PARAMS["interval_ms"] / 1000
+    await asyncio.gather(
+        *(watch_one(sessions[i // JOBS_PER_USER], w, timeout=ideal_s * 6 + 30) for i, w in enumerate(watched))
+    )
+    wall = time.monotonic() - started
+    commands = redis_commands(counter) - commands_before
+    cpu = {name: cpu_s(proc.pid) - cpu_before[name] for name, proc in stack.processes.items()}
+    frames = sum(w.frames for w in watched)
+    staleness = [s for w in watched for s in w.staleness_s]
+    delays = [w.started_at - w.sent_at for w in watched if w.started_at is not None]
+    unfinished = sum(1 for w in watched if w.final is None)
+    per_k = {name: 1000 * seconds / max(1, frames) for name, seconds in cpu.items()}
+    print(
+        f"  {n:>5} | {percentile(staleness, 50):6.3f} {percentile(staleness, 99):6.3f}"
+        f" {max(staleness, default=math.nan):6.3f}"
+        f" | {frames:>7} of {n * (CAPACITY_STEPS + 2):>7} | {percentile(delays, 50):6.3f} {percentile(delays, 99):6.3f}"
+        f" | {unfinished:>4} | {wall:6.1f} | {commands / max(1, frames):6.1f} | "
+        + ", ".join(f"{name} {value:.2f}" for name, value in per_k.items())
+    )
 
 
 async def main(stack: Stack) -> None:
@@ -118,9 +230,27 @@ async def main(stack: Stack) -> None:
     for name, proc in stack.processes.items():
         print(f"  {name}: {rss_mib(proc.pid):.0f} MiB")
 
+    users = math.ceil(max(CAPACITY, default=0) / JOBS_PER_USER)
+    sessions = []
+    for i in range(users):
+        name = f"bench{i}"
+        stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": name, "DEMO_PASSWORD": BENCH_USER_PASSWORD})
+        sessions.append(HttpSession(stack).login(name, BENCH_USER_PASSWORD))
+    print(
+        f"capacity: N simulated jobs at once ({CAPACITY_STEPS} steps of {CAPACITY_PARAMS['interval_ms']} ms), "
+        f"one socket each, {JOBS_PER_USER} per user; the client runs on the same 2 cores"
+    )
+    print(
+        "  N     | staleness s p50 p99 max | frames of ideal   | start delay s p50 p99 | unfinished | wall s"
+        " | Redis cmds/frame | CPU s per 1,000 frames"
+    )
+    for n in CAPACITY:
+        await capacity(stack, counter, sessions, n)
+
 
 def run() -> None:
-    redis_handle = ensure_redis(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    # A private server: INFO commandstats counts only this stack's commands.
+    redis_handle = start_embedded()
     stack = build_stack(redis_handle.url, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})
     try:
         asyncio.run(main(stack))
