@@ -62,7 +62,8 @@ beat_schedule = {
     "supervise": {
         "task": "tasks_app.supervise",
         "schedule": settings.SUPERVISOR_INTERVAL_S,
-        "options": {"expires": settings.SUPERVISOR_INTERVAL_S},
+        # ignore_result in the message: beat's send_task would say False (services.schedule_poll).
+        "options": {"expires": settings.SUPERVISOR_INTERVAL_S, "ignore_result": True},
     },
     "housekeep": {
         "task": "tasks_app.housekeep",

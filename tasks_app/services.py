@@ -168,7 +168,7 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
         if kind.work_task:
             new_attempt(job, now)
         job.save()
-        _schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
+        schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
         publish(job)
 
 
@@ -192,8 +192,13 @@ def send_work(job: Job) -> None:
     send_after_commit(kind.work_task, [str(job.id), job.attempt], task_id=job.work_task_id, queue=kind.queue)
 
 
-def _schedule_poll(job: Job, poll_seq: int, countdown_ms: int) -> None:
-    send_after_commit(TASK_POLL_JOB, [str(job.id), poll_seq], countdown=countdown_ms / 1000)
+def schedule_poll(job: Job, poll_seq: int, countdown_ms: int = 0) -> None:
+    """Send poll ``poll_seq`` of ``job``'s chain ``countdown_ms`` milliseconds from now, once the
+    transaction commits. Polls store no result: ``ignore_result`` goes in the message, because
+    ``send_task`` puts ``ignore_result=False`` in every message it sends (celery/app/base.py:870,
+    app/amqp.py:381) and the worker obeys the message over the task's own ``ignore_result=True``
+    (celery/app/trace.py:157-176): each poll wrote a STARTED and a SUCCESS row to the database."""
+    send_after_commit(TASK_POLL_JOB, [str(job.id), poll_seq], countdown=countdown_ms / 1000, ignore_result=True)
 
 
 def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
@@ -228,7 +233,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
             if seen.state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
                 _finish(job, JobState.CANCELLED)
             else:
-                _schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
+                schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
             return
         over = _over_time_limit(job, now)
         if over is not None:
@@ -252,7 +257,7 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
                 publish(job)
             elif reading.kind_state is not None:
                 job.save(update_fields=["kind_state"])
-            _schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
+            schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
 
 
 #: Fields a progress change writes.

@@ -143,7 +143,7 @@ def _repair(job_id: uuid.UUID, now: dt.datetime) -> str | None:
         if _poll_overdue(job, now):
             job.chain_at = now
             job.save(update_fields=["chain_at"])
-            services.send_after_commit(services.TASK_POLL_JOB, [str(job.id), job.poll_seq])
+            services.schedule_poll(job, job.poll_seq)
             logger.warning("supervisor: job %s's poll chain stopped; poll %s sent again", job.id, job.poll_seq)
             return REARMED
         return None

@@ -41,6 +41,8 @@ class QueuedTask:
     name: str
     args: list[Any]
     countdown: bool
+    #: The message's ``ignore_result`` header (the worker obeys it over the task's option).
+    ignore_result: bool = False
 
 
 class Broker:
@@ -55,7 +57,8 @@ class Broker:
             message = json.loads(raw)
             headers = message["headers"]
             body = json.loads(base64.b64decode(message["body"]))
-            tasks.append(QueuedTask(headers["task"], body[0], headers.get("eta") is not None))
+            eta = headers.get("eta") is not None
+            tasks.append(QueuedTask(headers["task"], body[0], eta, bool(headers.get("ignore_result"))))
         return list(reversed(tasks))  # kombu LPUSHes: oldest last
 
     def flush(self) -> None:

@@ -29,7 +29,8 @@ def test_the_body_is_a_discriminated_union_of_every_registered_kind():
     doc = document()
     body = doc["components"]["schemas"][JOB_START_COMPONENT]
     assert body["discriminator"]["propertyName"] == "kind"
-    assert set(body["discriminator"]["mapping"]) == set(REGISTRY) == {"simulated", "csv_profile", "remote", "primes"}
+    assert set(body["discriminator"]["mapping"]) == set(REGISTRY)
+    assert {"simulated", "csv_profile", "remote", "primes"} <= set(REGISTRY)  # other tests register kinds too
     assert [v["$ref"] for v in body["oneOf"]] == list(body["discriminator"]["mapping"].values())
     post = doc["paths"]["/api/jobs/"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": COMPONENTS_REF + "JobStartIn"}

@@ -107,6 +107,7 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["state"], f["job"]["seq"]) for f in sent] == [("job.progress", "running", 2)]
     assert [(t.name, t.args, t.countdown) for t in polls(broker)] == [("tasks_app.poll_job", [str(job.id), 0], True)]
+    assert polls(broker)[0].ignore_result, "a poll stores no result (services.schedule_poll)"
     # A redelivered run_job finds the job running and does nothing.
     run(job)
     assert frames(memory_layer) == []
