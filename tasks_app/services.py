@@ -37,7 +37,7 @@ from django.utils import timezone
 from realtime import messaging
 from tasks_app.errors import IdempotencyConflict, NotCancellable, RateLimited
 from tasks_app.kinds import get_kind
-from tasks_app.kinds.base import Progress, Reading
+from tasks_app.kinds.base import JobKind, Progress, Reading
 from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
 from tasks_app.rate import add_sample
@@ -206,58 +206,85 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
     what changed, end the job when its work ended or a cancel was confirmed, else schedule
     poll ``poll_seq + 1``.
 
-    The kind's ``observe`` hook runs first, outside any transaction, so a network call (the
-    ``remote`` kind) never holds the row lock. A stale or duplicate poll (``poll_seq`` no
-    longer the expected one), or a poll of a final job, does nothing. Sends nothing when
-    nothing visible changed.
+    The poll claims ``poll_seq`` under the job's row lock: a stale or duplicate poll
+    (``poll_seq`` no longer the expected one), or a poll of a final job, does nothing. A kind
+    with an ``observe`` hook (``JobKind.observes``: the ``remote`` kind's network call) is
+    observed outside any transaction, between a first look and the locked poll, so the call
+    never holds the lock; any other kind is polled in one transaction with one read. Sends
+    nothing when nothing visible changed.
     """
-    seen = Job.objects.filter(pk=job_id).first()
-    if seen is None or seen.poll_seq != poll_seq or seen.state not in (JobState.RUNNING, JobState.CANCELLING):
-        logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, job_id)
+    seen: Job | None = None
+    with transaction.atomic():
+        job = locked(job_id)
+        if not _poll_due(job, poll_seq):
+            return
+        assert job is not None
+        kind = get_kind(job.kind)
+        if kind.observes:
+            seen = job
+        else:
+            _poll_locked(job, kind, poll_seq, seen_state=job.state, observation=None)
+    if seen is None:
         return
-    kind = get_kind(seen.kind)
     observation = kind.observe(seen, timezone.now())
     with transaction.atomic():
-        claimed = Job.objects.filter(
-            pk=job_id, poll_seq=poll_seq, state__in=[JobState.RUNNING, JobState.CANCELLING]
-        ).update(poll_seq=poll_seq + 1, chain_at=timezone.now())
-        if not claimed:
-            logger.debug("poll %s of job %s lost the claim; chain stops", poll_seq, job_id)
-            return
         job = locked(job_id)
-        assert job is not None
-        now = timezone.now()
-        if job.state == JobState.CANCELLING:
-            # job_cancel already asked the kind to stop its work; a kind that stops its work
-            # from the poll (remote: DELETE) confirms here once it did.
-            if seen.state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
-                _finish(job, JobState.CANCELLED)
-            else:
-                schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
-            return
-        over = _over_time_limit(job, now)
-        if over is not None:
-            kind.stop(job)
-            job.error = time_limit_message(over)
-            _finish(job, JobState.FAILED)
-            return
-        reading = kind.read(job, now, observation)
-        changed = reading.progress is not None and apply_progress(job, reading.progress)
-        changed = _apply_kind_state(job, reading) or changed
-        if reading.succeeded:
-            job.result = reading.result
-            _finish(job, JobState.SUCCEEDED)
-        elif reading.failed:
-            job.error = reading.error[:ERROR_MAX_CHARS]
-            _finish(job, JobState.FAILED)
+        if _poll_due(job, poll_seq):
+            assert job is not None
+            _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation)
+
+
+def _poll_due(job: Job | None, poll_seq: int) -> bool:
+    """True when ``poll_seq`` is the job's expected poll and the job is running or cancelling."""
+    if job is None or job.poll_seq != poll_seq or job.state not in (JobState.RUNNING, JobState.CANCELLING):
+        logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, getattr(job, "id", "?"))
+        return False
+    return True
+
+
+#: Fields every poll writes: the claim of its ``poll_seq`` and when the chain last moved.
+_CLAIM_FIELDS: Final = ("poll_seq", "chain_at")
+
+
+def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, observation: Any) -> None:
+    """The poll of a row-locked ``job`` whose ``poll_seq`` is due: claim it, then end, save
+    and send, or schedule the next poll. ``seen_state`` is the state the observation saw."""
+    now = timezone.now()
+    job.poll_seq, job.chain_at = poll_seq + 1, now
+    if job.state == JobState.CANCELLING:
+        # job_cancel already asked the kind to stop its work; a kind that stops its work
+        # from the poll (remote: DELETE) confirms here once it did.
+        if seen_state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
+            _finish(job, JobState.CANCELLED)
         else:
-            if changed:
-                job.seq += 1
-                job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq"])
-                publish(job)
-            elif reading.kind_state is not None:
-                job.save(update_fields=["kind_state"])
-            schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
+            job.save(update_fields=_CLAIM_FIELDS)
+            schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
+        return
+    over = _over_time_limit(job, now)
+    if over is not None:
+        kind.stop(job)
+        job.error = time_limit_message(over)
+        _finish(job, JobState.FAILED)
+        return
+    reading = kind.read(job, now, observation)
+    changed = reading.progress is not None and apply_progress(job, reading.progress)
+    changed = _apply_kind_state(job, reading) or changed
+    if reading.succeeded:
+        job.result = reading.result
+        _finish(job, JobState.SUCCEEDED)
+    elif reading.failed:
+        job.error = reading.error[:ERROR_MAX_CHARS]
+        _finish(job, JobState.FAILED)
+    else:
+        if changed:
+            job.seq += 1
+            job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq", *_CLAIM_FIELDS])
+            publish(job)
+        elif reading.kind_state is not None:
+            job.save(update_fields=["kind_state", *_CLAIM_FIELDS])
+        else:
+            job.save(update_fields=_CLAIM_FIELDS)
+        schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
 
 
 #: Fields a progress change writes.

@@ -114,6 +114,12 @@ class JobKind:
         model = validate_params(self.params_model, params, owner=owner)
         return model.model_dump(mode="json", exclude_none=True)
 
+    @property
+    def observes(self) -> bool:
+        """True when the kind overrides :meth:`observe`: the poll then runs it outside any
+        transaction and takes the row lock twice; other kinds are polled with one read."""
+        return type(self).observe is not JobKind.observe
+
     def observe(self, job: Job, now: dt.datetime) -> Any:
         """Look at the work from outside the database transaction (network calls go here);
         the returned value reaches :meth:`read` or :meth:`cancel_confirmed` of the same poll.

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from realtime import messaging
 from tasks_app import attempts, services
 from tasks_app.errors import IdempotencyConflict, InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
+from tasks_app.kinds import get_kind
 from tasks_app.kinds.task_kind import WorkFailed
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
@@ -112,6 +115,19 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
     run(job)
     assert frames(memory_layer) == []
     assert len(polls(broker)) == 1
+
+
+def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(user, broker, memory_layer):
+    job = run(start_simulated(user, step=10, interval_ms=10_000))
+    services.job_poll(job_id=job.id, poll_seq=0)
+    with CaptureQueriesContext(connection) as queries:
+        services.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: only the claim is written
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if "tasks_app_job" in q["sql"]]
+    assert statements == ["SELECT", "UPDATE"], queries.captured_queries
+    job.refresh_from_db()
+    assert job.poll_seq == 2
+    assert not get_kind("simulated").observes
+    assert get_kind("remote").observes
 
 
 def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, broker, memory_layer):
