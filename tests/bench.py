@@ -8,6 +8,8 @@ Figures:
   rows repeated to ~10 MB): seconds and MB/s end to end;
 - Redis connections opened per frame pushed (the hot path reuses one pool per process);
 - resident memory of every process of the stack after the run;
+- one poll in process (``tests/bench_poll.py``), SQLite with the settings' WAL beside SQLite's
+  defaults: CPU and wall milliseconds of ``services.job_poll``;
 - capacity (issue 11): N simultaneous simulated jobs (100 steps of 200 ms: 5 progress updates
   a second each), one socket each, N from ``BENCH_CAPACITY`` (``20,100``): staleness of every
   delivered progress frame (when the client got it minus when that step happened:
@@ -27,6 +29,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from typing import Any
 import psutil
 import redis
 
-from proj.localredis import start_embedded
+from proj.localredis import start_embedded, with_db
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
@@ -192,6 +195,16 @@ async def main(stack: Stack) -> None:
         "  stack: daphne + worker-jobs (prefork 2) + worker-progress (prefork 2) + flower, SQLite, "
         f"Redis {counter.info('server')['redis_version']} on loopback, PROGRESS_POLL_INTERVAL_MS=200"
     )
+
+    print("one poll in process (services.job_poll, SQLite file, broker on the private Redis):")
+    for extra in ([], ["--no-wal"]):
+        poll = subprocess.run(
+            [sys.executable, "-m", "tests.bench_poll", with_db(stack.redis_url, 13), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        print(poll.stdout.rstrip() or f"  failed: {poll.stderr[-2000:]}")
 
     await one_simulated(session)  # warm-up: imports, pools
     before = counter.info("stats")["total_connections_received"]
