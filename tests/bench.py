@@ -17,7 +17,9 @@ Figures:
   the ideal, start delay (``started_at`` minus the send of ``job.start``) p50/p99, jobs
   unfinished, CPU seconds per process per 1,000 delivered frames (psutil, with children), and
   Redis commands per delivered frame (``INFO commandstats`` of a private ``redis-server``).
-Nothing here asserts a time: tests assert behaviour, this prints.
+Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
+small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
+capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file.
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_sta
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
 
-CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "20"))
+QUICK = os.environ.get("BENCH_QUICK", "") == "1"
+CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "2" if QUICK else "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
 #: Numbers of simultaneous jobs of the capacity table.
-CAPACITY = [int(n) for n in os.environ.get("BENCH_CAPACITY", "20,100").split(",") if n.strip()]
+CAPACITY = [int(n) for n in os.environ.get("BENCH_CAPACITY", "3" if QUICK else "20,100").split(",") if n.strip()]
 #: The capacity jobs: 100 steps of 1 %, one every 200 ms (5 updates a second, 20 s a job).
-CAPACITY_PARAMS = {"step": 1, "interval_ms": 200}
-CAPACITY_STEPS = 100
+CAPACITY_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 200}
+CAPACITY_STEPS = 100 // CAPACITY_PARAMS["step"]
 #: Active jobs one user may have (``JOBS_MAX_ACTIVE_PER_USER``): the capacity run spreads its
 #: jobs over enough users.
 JOBS_PER_USER = 20
@@ -199,7 +202,7 @@ async def main(stack: Stack) -> None:
     print("one poll in process (services.job_poll, SQLite file, broker on the private Redis):")
     for extra in ([], ["--no-wal"]):
         poll = subprocess.run(
-            [sys.executable, "-m", "tests.bench_poll", with_db(stack.redis_url, 13), *extra],
+            [sys.executable, "-m", "tests.bench_poll", with_db(stack.redis_url, 13), *extra, *(["--quick"] * QUICK)],
             capture_output=True,
             text=True,
             timeout=300,
@@ -230,7 +233,7 @@ async def main(stack: Stack) -> None:
     elapsed, rows = await csv_profile(session, "airports.csv", content)
     print(f"csv_profile airports.csv ({len(content):,} bytes, {rows:,} rows): {elapsed:.2f} s end to end")
     header, _, body = content.partition(b"\n")
-    repeats = max(1, (10 * 1024 * 1024) // len(body))
+    repeats = 1 if QUICK else max(1, (10 * 1024 * 1024) // len(body))
     big = header + b"\n" + body * repeats
     elapsed, rows = await csv_profile(session, "airports-x50.csv", big)
     size_mb = len(big) / 1e6
