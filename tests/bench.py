@@ -41,7 +41,7 @@ import psutil
 import redis
 
 from proj.localredis import start_embedded, with_db
-from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack
+from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
 
@@ -195,9 +195,11 @@ async def main(stack: Stack) -> None:
     print("conditions:")
     print(f"  machine: {os.cpu_count()} cores, {platform.platform()}, Python {sys.version.split()[0]}")
     print(
-        "  stack: daphne + worker-jobs (prefork 2) + worker-progress (prefork 2) + flower, SQLite, "
+        "  stack: every Procfile process, SQLite (WAL), "
         f"Redis {counter.info('server')['redis_version']} on loopback, PROGRESS_POLL_INTERVAL_MS=200"
     )
+    for name in ("worker-jobs", "worker-progress"):
+        print(f"  {name}: {procfile_commands()[name]}")
 
     print("one poll in process (services.job_poll, SQLite file, broker on the private Redis):")
     for extra in ([], ["--no-wal"]):
