@@ -26,6 +26,7 @@ import time
 from typing import Any, Final
 
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,6 +53,10 @@ RETRY_MAX_S: Final = 5.0
 RECONNECT_RETRIES: Final = 3
 #: What redis-py raises when the server is away.
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Connections of one host's pool in one process (redis-py's own default).
+POOL_MAX_CONNECTIONS: Final = 100
+#: Seconds a command waits for a free pooled connection before it fails.
+POOL_WAIT_S: Final = 10.0
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
@@ -77,6 +82,21 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
         self._marker = f"{self.prefix}:alive:{self.client_prefix}"
         self._marker_set = False
         self._marker_checked = 0.0
+
+    def create_pool(self, index: int) -> Any:
+        """The stock pool of host ``index`` (channels_redis/core.py ``create_pool``), but one that
+        waits up to ``POOL_WAIT_S`` for a free connection once ``max_connections`` (default
+        ``POOL_MAX_CONNECTIONS``) are in use. The stock ``ConnectionPool`` raises
+        ``MaxConnectionsError`` there (redis-py 8: redis/asyncio/connection.py, 100 by default),
+        and a burst of viewers subscribing at once answered ``internal``. Sentinel hosts keep
+        the stock pool."""
+        host = dict(self.hosts[index])
+        if "address" not in host:
+            return super().create_pool(index)
+        address = host.pop("address")
+        host.setdefault("max_connections", POOL_MAX_CONNECTIONS)
+        host.setdefault("timeout", POOL_WAIT_S)
+        return BlockingConnectionPool.from_url(address, **host)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """The next message of ``channel``, or :data:`EVENT_RECONNECTED` once after a loss."""

@@ -172,6 +172,30 @@ async def test_reconnect_mid_job_gets_snapshot_then_live_frames(demo: HttpSessio
     await second.close()
 
 
+#: Viewers of the burst test: more than the channel layer's pool has connections (100).
+BURST_VIEWERS = 200
+
+
+async def test_a_burst_of_subscribes_is_all_answered_and_every_viewer_gets_the_final_frame(demo: HttpSession) -> None:
+    # 180 viewers subscribing at once got "internal" (MaxConnectionsError in the web process).
+    starter = await JobsClient.open(demo)
+    accepted = await starter.answer(
+        {"type": "job.start", "kind": "simulated", "params": {"step": 20, "interval_ms": 500}}
+    )
+    job_id = accepted["job"]["id"]
+    viewers = await asyncio.gather(*(JobsClient.open(demo) for _ in range(BURST_VIEWERS)))
+    try:
+        answers = await asyncio.gather(
+            *(viewer.answer({"type": "job.subscribe", "job_id": job_id}, timeout=30) for viewer in viewers)
+        )
+        refused = [a for a in answers if a["type"] != "job.snapshot"]
+        assert not refused, f"{len(refused)} of {BURST_VIEWERS} subscribes failed, e.g. {refused[:3]}"
+        finals = await asyncio.gather(*(viewer.until_final(job_id, timeout=60) for viewer in viewers))
+        assert {frames[-1]["type"] for frames in finals} == {"job.succeeded"}
+    finally:
+        await asyncio.gather(*(viewer.close() for viewer in viewers), starter.close())
+
+
 async def test_seed_endpoint_prog(demo: HttpSession) -> None:
     client = await JobsClient.open(demo, path="/prog/")
     assert await client.recv() == {"accept": True}

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
 import redis.asyncio as aredis
+from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import MaxConnectionsError
 
 from realtime.layers import EVENT_RECONNECTED, ResilientRedisChannelLayer
 from tests.waiting import wait_for_async
@@ -32,6 +36,28 @@ async def test_a_flushed_redis_is_noticed_and_each_receiver_hears_it_once() -> N
     finally:
         await layer.flush()
         await client.aclose()
+
+
+async def test_more_concurrent_commands_than_connections_wait_for_one_instead_of_failing() -> None:
+    # 180 viewers subscribing at once got "internal": the stock pool raises MaxConnectionsError.
+    url = os.environ["REDIS_URL"]
+    stock = RedisChannelLayer(hosts=[{"address": url, "max_connections": 2}], prefix="test-stock")
+    layer = ResilientRedisChannelLayer(hosts=[{"address": url, "max_connections": 2}], prefix="test-pool")
+    try:
+        with pytest.raises(MaxConnectionsError):
+            await asyncio.gather(*(stock.group_add("g", f"c{n}") for n in range(40)))
+        await asyncio.gather(*(layer.group_add("g", f"c{n}") for n in range(40)))
+        client = aredis.Redis.from_url(url)
+        try:
+            assert await client.zcard("test-pool:group:g") == 40
+        finally:
+            await client.aclose()
+        pool = layer.connection(0).connection_pool
+        assert isinstance(pool, BlockingConnectionPool)
+        assert pool.max_connections == 2
+    finally:
+        await stock.flush()
+        await layer.flush()
 
 
 def test_the_layers_connections_outlast_the_5_s_blocking_read() -> None:
