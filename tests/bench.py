@@ -10,6 +10,8 @@ Figures:
 - resident memory of every process of the stack after the run;
 - one poll in process (``tests/bench_poll.py``), SQLite with the settings' WAL beside SQLite's
   defaults: CPU and wall milliseconds of ``services.job_poll``;
+- ``send_job_event`` calls per second from one process beside redis-py ``PUBLISH``
+  (``tests/bench_send.py``);
 - capacity (issue 11): N simultaneous simulated jobs (100 steps of 200 ms: 5 progress updates
   a second each), one socket each, N from ``BENCH_CAPACITY`` (``20,100``): staleness of every
   delivered progress frame (when the client got it minus when that step happened:
@@ -210,6 +212,15 @@ async def main(stack: Stack) -> None:
             timeout=300,
         )
         print(poll.stdout.rstrip() or f"  failed: {poll.stderr[-2000:]}")
+
+    print("send_job_event from one process (a worker's path to the channel layer), beside redis-py PUBLISH:")
+    send = subprocess.run(
+        [sys.executable, "-m", "tests.bench_send", with_db(stack.redis_url, 12), *(["--quick"] * QUICK)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(send.stdout.rstrip() or f"  failed: {send.stderr[-2000:]}")
 
     await one_simulated(session)  # warm-up: imports, pools
     before = counter.info("stats")["total_connections_received"]

@@ -30,6 +30,8 @@ def test_the_benchmark_runs_and_prints_every_figure():
     for line in (
         "journal_mode=wal:",
         "journal_mode=delete:",
+        "send_job_event:",
+        "redis-py PUBLISH, same payload:",
         "one simulated job",
         "2 simulated jobs at once",
         "csv_profile airports.csv",
