@@ -19,6 +19,11 @@ Figures:
   the ideal, start delay (``started_at`` minus the send of ``job.start``) p50/p99, jobs
   unfinished, CPU seconds per process per 1,000 delivered frames (psutil, with children), and
   Redis commands per delivered frame (``INFO commandstats`` of a private ``redis-server``).
+- fan-out: one job (10 events a second, 100 steps) to N sockets (``BENCH_FANOUT``, ``1,100,1000``):
+  latency of each frame (received minus when its step happened) p50/p99, frames delivered,
+  frames dropped (seqs a socket never got between its snapshot and the final frame), web CPU
+  and frames per web core-second; beside Redis ``PUBLISH`` to a plain ``websockets`` broadcast
+  server (``tests/bench_plain.py``) with the same N and rate, in the same run.
 Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
 small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
 capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import math
 import os
 import platform
@@ -41,8 +47,10 @@ from typing import Any
 
 import psutil
 import redis
+import redis.asyncio as aredis
+from websockets.asyncio.client import connect
 
-from proj.localredis import start_embedded, with_db
+from proj.localredis import free_port, start_embedded, with_db
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
@@ -59,6 +67,10 @@ CAPACITY_STEPS = 100 // CAPACITY_PARAMS["step"]
 #: jobs over enough users.
 JOBS_PER_USER = 20
 BENCH_USER_PASSWORD = "bench-user-password"
+#: Socket counts of the fan-out table, and its event rate (the simulated kind's fastest is 20/s).
+FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1,10" if QUICK else "1,100,1000").split(",") if n.strip()]
+FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
+FANOUT_EVENTS = 100 // FANOUT_PARAMS["step"]
 
 
 def rss_mib(pid: int) -> float:
@@ -191,6 +203,103 @@ async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSessio
     )
 
 
+async def open_many(session: HttpSession, n: int) -> list[JobsClient]:
+    """``n`` sockets, opened 100 at a time."""
+    opened: list[JobsClient] = []
+    while len(opened) < n:
+        batch = min(100, n - len(opened))
+        opened += await asyncio.gather(*(JobsClient.open(session) for _ in range(batch)))
+    return opened
+
+
+async def follow(viewer: JobsClient, job_id: str, started_at: float, timeout: float) -> tuple[list[float], int]:
+    """Latencies (s) of the progress frames ``viewer`` gets until the final one, and how many
+    seqs it never got between its snapshot and the final frame."""
+    snapshot = await viewer.answer({"type": "job.subscribe", "job_id": job_id}, timeout=60)
+    first_seq, seqs, latencies = int(snapshot["job"]["seq"]), set(), []
+    deadline = time.monotonic() + timeout
+    final_seq = first_seq
+    while time.monotonic() < deadline:
+        frame = await viewer.recv(max(0.01, deadline - time.monotonic()))
+        job = frame.get("job") or {}
+        if job.get("id") != job_id or int(job.get("seq", 0)) <= first_seq:
+            continue
+        now = time.time()
+        seqs.add(int(job["seq"]))
+        current = int((job.get("progress") or {}).get("current") or 0)
+        if job["state"] == "running" and current:
+            happened = started_at + current / FANOUT_PARAMS["step"] * FANOUT_PARAMS["interval_ms"] / 1000
+            latencies.append(now - happened)
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            final_seq = int(job["seq"])
+            break
+    return latencies, max(0, (final_seq - first_seq) - len(seqs))
+
+
+async def fanout_project(stack: Stack, session: HttpSession, n: int) -> None:
+    viewers = await open_many(session, n)
+    web = stack.processes["web"].pid
+    try:
+        accepted = await viewers[0].answer({"type": "job.start", "kind": "simulated", "params": FANOUT_PARAMS})
+        job = accepted["job"]
+        while not job.get("started_at"):
+            job = (await viewers[0].answer({"type": "job.subscribe", "job_id": job["id"]}))["job"]
+        started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
+        cpu_before = cpu_s(web)
+        results = await asyncio.gather(*(follow(v, job["id"], started_at, 120) for v in viewers))
+        cpu = cpu_s(web) - cpu_before
+    finally:
+        await asyncio.gather(*(v.close() for v in viewers))
+    latencies = [x for lat, _ in results for x in lat]
+    dropped = sum(d for _, d in results)
+    print(
+        f"  project {n:>5} | {percentile(latencies, 50):6.3f} {percentile(latencies, 99):6.3f} | {len(latencies):>7}"
+        f" | {dropped:>6} | {cpu:6.2f} | {len(latencies) / max(cpu, 1e-9):>9,.0f}"
+    )
+
+
+async def fanout_plain(redis_url: str, n: int) -> None:
+    port, channel = free_port(), "bench-plain"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench_plain", str(port), redis_url, channel], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready", "the plain server did not start"
+        clients: list[Any] = []
+        while len(clients) < n:
+            batch = min(100, n - len(clients))
+            clients += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/") for _ in range(batch)))
+        publisher = aredis.Redis.from_url(redis_url)
+        cpu_before = cpu_s(server.pid)
+
+        async def collect(client: Any) -> list[float]:
+            got: list[float] = []
+            while True:
+                message = json.loads(await asyncio.wait_for(client.recv(), 30))
+                got.append(time.time() - message["t"])
+                if message["i"] == FANOUT_EVENTS - 1:
+                    return got
+
+        collecting = [asyncio.ensure_future(collect(c)) for c in clients]
+        for i in range(FANOUT_EVENTS):
+            await publisher.publish(channel, json.dumps({"i": i, "t": time.time()}))
+            await asyncio.sleep(FANOUT_PARAMS["interval_ms"] / 1000)
+        results = await asyncio.gather(*collecting, return_exceptions=True)
+        cpu = cpu_s(server.pid) - cpu_before
+        await publisher.aclose()
+        await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        server.terminate()
+        server.wait(10)
+    latencies = [x for r in results if isinstance(r, list) for x in r]
+    dropped = n * FANOUT_EVENTS - len(latencies)
+    print(
+        f"  plain   {n:>5} | {percentile(latencies, 50):6.3f} {percentile(latencies, 99):6.3f} | {len(latencies):>7}"
+        f" | {dropped:>6} | {cpu:6.2f} | {len(latencies) / max(cpu, 1e-9):>9,.0f}"
+    )
+
+
 async def main(stack: Stack) -> None:
     session = HttpSession(stack).login("demo", DEMO_PASSWORD)
     counter = redis.Redis.from_url(stack.redis_url)
@@ -275,6 +384,15 @@ async def main(stack: Stack) -> None:
     )
     for n in CAPACITY:
         await capacity(stack, counter, sessions, n)
+
+    print(
+        f"fan-out: one job, {FANOUT_EVENTS} events at {1000 // FANOUT_PARAMS['interval_ms']}/s, to N sockets;"
+        " plain = Redis PUBLISH to a websockets broadcast server, same N and rate"
+    )
+    print("  server  N     | latency s p50 p99 | frames  | dropped | server CPU s | frames per server core-second")
+    for n in FANOUT:
+        await fanout_project(stack, session, n)
+        await fanout_plain(with_db(stack.redis_url, 11), n)
 
 
 def run() -> None:

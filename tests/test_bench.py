@@ -37,6 +37,8 @@ def test_the_benchmark_runs_and_prints_every_figure():
         "csv_profile airports.csv",
         "resident memory after the run",
         "capacity: N simulated jobs at once",
+        "fan-out: one job",
+        "  plain      10 |",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
     [row] = [line for line in out.splitlines() if line.strip().startswith("3 |")]
