@@ -24,6 +24,9 @@ Figures:
   frames dropped (seqs a socket never got between its snapshot and the final frame), web CPU
   and frames per web core-second; beside Redis ``PUBLISH`` to a plain ``websockets`` broadcast
   server (``tests/bench_plain.py``) with the same N and rate, in the same run.
+- idle sockets: ``BENCH_IDLE`` (1,000) authenticated sockets opened 100 at a time and left
+  idle: handshakes per second and the web process's resident memory per socket, beside the
+  plain server with the same number.
 Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
 small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
 capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file.
@@ -71,6 +74,8 @@ BENCH_USER_PASSWORD = "bench-user-password"
 FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1,10" if QUICK else "1,100,1000").split(",") if n.strip()]
 FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
 FANOUT_EVENTS = 100 // FANOUT_PARAMS["step"]
+#: Idle sockets of the memory and handshake figures.
+IDLE_SOCKETS = int(os.environ.get("BENCH_IDLE", "20" if QUICK else "1000"))
 
 
 def rss_mib(pid: int) -> float:
@@ -300,6 +305,46 @@ async def fanout_plain(redis_url: str, n: int) -> None:
     )
 
 
+def rss_kib(pid: int) -> float:
+    """Resident memory of a process and its descendants (a Procfile process is ``sh -c``), KiB."""
+    return rss_mib(pid) * 1024
+
+
+async def idle_sockets(stack: Stack, session: HttpSession, redis_url: str) -> None:
+    """Handshakes/s and KiB per idle socket, the project's web process beside the plain server."""
+    web = stack.processes["web"].pid
+    before = rss_kib(web)
+    started = time.monotonic()
+    viewers = await open_many(session, IDLE_SOCKETS)
+    opened_s = time.monotonic() - started
+    per_socket = (rss_kib(web) - before) / IDLE_SOCKETS
+    await asyncio.gather(*(v.close() for v in viewers))
+    print(f"  project | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench_plain", str(port), redis_url, "bench-idle"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready", "the plain server did not start"
+        before = rss_kib(server.pid)
+        started = time.monotonic()
+        clients: list[Any] = []
+        while len(clients) < IDLE_SOCKETS:
+            batch = min(100, IDLE_SOCKETS - len(clients))
+            clients += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/") for _ in range(batch)))
+        opened_s = time.monotonic() - started
+        per_socket = (rss_kib(server.pid) - before) / IDLE_SOCKETS
+        await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"  plain   | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
+
+
 async def main(stack: Stack) -> None:
     session = HttpSession(stack).login("demo", DEMO_PASSWORD)
     counter = redis.Redis.from_url(stack.redis_url)
@@ -384,6 +429,11 @@ async def main(stack: Stack) -> None:
     )
     for n in CAPACITY:
         await capacity(stack, counter, sessions, n)
+
+    # Before the fan-out: its 1,000 sockets leave the web process grown.
+    print(f"idle sockets: {IDLE_SOCKETS} opened 100 at a time by one client, then left idle")
+    print("  server  | handshakes/s | KiB per socket (server RSS)")
+    await idle_sockets(stack, session, with_db(stack.redis_url, 11))
 
     print(
         f"fan-out: one job, {FANOUT_EVENTS} events at {1000 // FANOUT_PARAMS['interval_ms']}/s, to N sockets;"

@@ -38,6 +38,7 @@ def test_the_benchmark_runs_and_prints_every_figure():
         "resident memory after the run",
         "capacity: N simulated jobs at once",
         "fan-out: one job",
+        "idle sockets: 20 opened",
         "  plain      10 |",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
