@@ -15,15 +15,14 @@ def main() -> None:
 
     try:
         execute_from_command_line(sys.argv)
-    except ImproperlyConfigured as exc:
+    except (ImproperlyConfigured, DatabaseError) as exc:
         if "--traceback" in sys.argv:
             raise
-        sys.stderr.write(f'manage.py: configuration error: {exc} (README "Environment variables")\n')
-        sys.exit(2)
-    except DatabaseError as exc:
-        if "--traceback" in sys.argv:
-            raise
-        sys.stderr.write(f"manage.py: database error: {exc} (has make run, or manage.py migrate, set it up?)\n")
+        if isinstance(exc, ImproperlyConfigured):
+            line = f'configuration error: {exc} (README "Environment variables")'
+        else:
+            line = f"database error: {exc} (has make run, or manage.py migrate, set it up?)"
+        sys.stderr.write(f"manage.py: {line}\n")
         sys.exit(2)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from celery import current_app
 from django.conf import settings
@@ -218,7 +218,6 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
         job = locked(job_id)
         if not _poll_due(job, poll_seq):
             return
-        assert job is not None
         kind = get_kind(job.kind)
         if kind.observes:
             seen = job
@@ -230,11 +229,10 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
     with transaction.atomic():
         job = locked(job_id)
         if _poll_due(job, poll_seq):
-            assert job is not None
             _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation)
 
 
-def _poll_due(job: Job | None, poll_seq: int) -> bool:
+def _poll_due(job: Job | None, poll_seq: int) -> TypeGuard[Job]:
     """True when ``poll_seq`` is the job's expected poll and the job is running or cancelling."""
     if job is None or job.poll_seq != poll_seq or job.state not in (JobState.RUNNING, JobState.CANCELLING):
         logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, getattr(job, "id", "?"))

@@ -45,8 +45,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import redis
@@ -59,6 +60,8 @@ from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
+T = TypeVar("T")
+
 CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "2" if QUICK else "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
 #: Numbers of simultaneous jobs of the capacity table.
@@ -208,13 +211,32 @@ async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSessio
     )
 
 
-async def open_many(session: HttpSession, n: int) -> list[JobsClient]:
-    """``n`` sockets, opened 100 at a time."""
-    opened: list[JobsClient] = []
+async def open_in_batches(open_one: Callable[[], Awaitable[T]], n: int) -> list[T]:
+    """``n`` sockets from ``open_one``, opened 100 at a time."""
+    opened: list[T] = []
     while len(opened) < n:
-        batch = min(100, n - len(opened))
-        opened += await asyncio.gather(*(JobsClient.open(session) for _ in range(batch)))
+        opened += await asyncio.gather(*(open_one() for _ in range(min(100, n - len(opened)))))
     return opened
+
+
+async def open_many(session: HttpSession, n: int) -> list[JobsClient]:
+    """``n`` authenticated sockets to the project, opened 100 at a time."""
+    return await open_in_batches(lambda: JobsClient.open(session), n)
+
+
+@contextlib.contextmanager
+def plain_server(redis_url: str, channel: str) -> Iterator[tuple[int, int]]:
+    """``tests/bench_plain.py`` running, broadcasting ``channel``: yields its port and pid."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.bench_plain", str(port), redis_url, channel]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready", "the plain server did not start"
+        yield port, server.pid
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 async def follow(viewer: JobsClient, job_id: str, started_at: float, timeout: float) -> tuple[list[float], int]:
@@ -264,19 +286,11 @@ async def fanout_project(stack: Stack, session: HttpSession, n: int) -> None:
 
 
 async def fanout_plain(redis_url: str, n: int) -> None:
-    port, channel = free_port(), "bench-plain"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench_plain", str(port), redis_url, channel], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready", "the plain server did not start"
-        clients: list[Any] = []
-        while len(clients) < n:
-            batch = min(100, n - len(clients))
-            clients += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/") for _ in range(batch)))
+    channel = "bench-plain"
+    with plain_server(redis_url, channel) as (port, pid):
+        clients: list[Any] = await open_in_batches(lambda: connect(f"ws://127.0.0.1:{port}/"), n)
         publisher = aredis.Redis.from_url(redis_url)
-        cpu_before = cpu_s(server.pid)
+        cpu_before = cpu_s(pid)
 
         async def collect(client: Any) -> list[float]:
             got: list[float] = []
@@ -291,12 +305,9 @@ async def fanout_plain(redis_url: str, n: int) -> None:
             await publisher.publish(channel, json.dumps({"i": i, "t": time.time()}))
             await asyncio.sleep(FANOUT_PARAMS["interval_ms"] / 1000)
         results = await asyncio.gather(*collecting, return_exceptions=True)
-        cpu = cpu_s(server.pid) - cpu_before
+        cpu = cpu_s(pid) - cpu_before
         await publisher.aclose()
         await asyncio.gather(*(c.close() for c in clients))
-    finally:
-        server.terminate()
-        server.wait(10)
     latencies = [x for r in results if isinstance(r, list) for x in r]
     dropped = n * FANOUT_EVENTS - len(latencies)
     print(
@@ -321,27 +332,13 @@ async def idle_sockets(stack: Stack, session: HttpSession, redis_url: str) -> No
     await asyncio.gather(*(v.close() for v in viewers))
     print(f"  project | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench_plain", str(port), redis_url, "bench-idle"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready", "the plain server did not start"
-        before = rss_kib(server.pid)
+    with plain_server(redis_url, "bench-idle") as (port, pid):
+        before = rss_kib(pid)
         started = time.monotonic()
-        clients: list[Any] = []
-        while len(clients) < IDLE_SOCKETS:
-            batch = min(100, IDLE_SOCKETS - len(clients))
-            clients += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/") for _ in range(batch)))
+        clients: list[Any] = await open_in_batches(lambda: connect(f"ws://127.0.0.1:{port}/"), IDLE_SOCKETS)
         opened_s = time.monotonic() - started
-        per_socket = (rss_kib(server.pid) - before) / IDLE_SOCKETS
+        per_socket = (rss_kib(pid) - before) / IDLE_SOCKETS
         await asyncio.gather(*(c.close() for c in clients))
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"  plain   | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
 
 
