@@ -47,6 +47,7 @@ task_default_queue = QUEUE_JOBS
 task_routes = {
     "tasks_app.run_job": {"queue": QUEUE_PROGRESS},
     "tasks_app.poll_job": {"queue": QUEUE_PROGRESS},
+    "tasks_app.poll_tick": {"queue": QUEUE_PROGRESS},
     "tasks_app.supervise": {"queue": QUEUE_PROGRESS},
     "tasks_app.housekeep": {"queue": QUEUE_PROGRESS},
     "celery.backend_cleanup": {"queue": QUEUE_PROGRESS},

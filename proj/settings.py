@@ -215,6 +215,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 #: Countdown between two polls of one job, in milliseconds.
 PROGRESS_POLL_INTERVAL_MS = _env_int("PROGRESS_POLL_INTERVAL_MS", 200, minimum=10)
+#: Polls are served in ticks (``tasks_app.ticks``): one ``poll_tick`` task every
+#: ``PROGRESS_TICK_MS`` milliseconds that has a due job polls every job due by then, so a poll
+#: is at most this much later than its countdown said.
+PROGRESS_TICK_MS = _env_int("PROGRESS_TICK_MS", 25, minimum=1)
+#: Most jobs one tick polls in one database transaction (a tick with more takes several).
+PROGRESS_TICK_BATCH = _env_int("PROGRESS_TICK_BATCH", 100, minimum=1)
 #: Redis broker visibility timeout, seconds: a task unacknowledged this long is redelivered.
 CELERY_VISIBILITY_TIMEOUT_S = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 

@@ -140,6 +140,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "work_started_at",
                     "heartbeat_at",
                     "chain_at",
+                    "poll_due_at",
                     "cancel_requested_at",
                 )
             },

@@ -151,6 +151,12 @@ class Job(models.Model):
         verbose_name="chain moved at",
         help_text="When the job's chain last moved (created, started, a poll claimed, or re-armed by the supervisor).",
     )
+    poll_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="next poll due at",
+        help_text="When the chain's next poll is due; a tick serves every job due by its time (empty once final).",
+    )
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, verbose_name="cancel asked at", help_text="When the cancellation was asked."
     )
@@ -171,6 +177,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="job_owner_created_idx"),
             models.Index(fields=["state"], name="job_state_idx"),
+            models.Index(fields=["poll_due_at"], name="job_poll_due_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -198,9 +198,20 @@ def read_recorded_progress(job_id: uuid.UUID | str, attempt: int) -> Progress | 
     """The last progress a recorder of the job's ``attempt`` wrote, or None when nothing was
     recorded. Raises the cache's connection errors (a poll retries)."""
     value = _cache().get(_progress_key(job_id, attempt))
-    if not value:
-        return None
+    return _as_progress(value) if value else None
+
+
+def _as_progress(value: dict[str, Any]) -> Progress:
     return Progress(int(value["current"]), value["total"], str(value.get("message", "")))
+
+
+def read_recorded_many(keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], Progress]:
+    """What the recorders of many ``(job id, attempt)`` pairs wrote last, in one cache read
+    (``get_many``: one ``MGET``); pairs that recorded nothing are missing from the result.
+    Raises the cache's connection errors (a poll retries)."""
+    names = {_progress_key(job_id, attempt): (job_id, attempt) for job_id, attempt in keys}
+    found = _cache().get_many(list(names)) if names else {}
+    return {names[key]: _as_progress(value) for key, value in found.items() if value}
 
 
 def request_cancel(job_id: uuid.UUID | str) -> None:

@@ -42,6 +42,7 @@ from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_
 from tasks_app.progress import clear_recorded
 from tasks_app.rate import add_sample
 from tasks_app.selectors import job_get, job_snapshot
+from tasks_app.ticks import arm
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,8 @@ def job_run(*, job_id: uuid.UUID | str) -> None:
         job.poll_seq = 0
         if kind.work_task:
             new_attempt(job, now)
+        schedule_poll(job, kind.next_poll_in_ms(job, now))
         job.save()
-        schedule_poll(job, 0, kind.next_poll_in_ms(job, now))
         publish(job)
 
 
@@ -192,13 +193,25 @@ def send_work(job: Job) -> None:
     send_after_commit(kind.work_task, [str(job.id), job.attempt], task_id=job.work_task_id, queue=kind.queue)
 
 
-def schedule_poll(job: Job, poll_seq: int, countdown_ms: int = 0) -> None:
-    """Send poll ``poll_seq`` of ``job``'s chain ``countdown_ms`` milliseconds from now, once the
-    transaction commits. Polls store no result: ``ignore_result`` goes in the message, because
-    ``send_task`` puts ``ignore_result=False`` in every message it sends (celery/app/base.py:870,
-    app/amqp.py:381) and the worker obeys the message over the task's own ``ignore_result=True``
-    (celery/app/trace.py:157-176): each poll wrote a STARTED and a SUCCESS row to the database."""
-    send_after_commit(TASK_POLL_JOB, [str(job.id), poll_seq], countdown=countdown_ms / 1000, ignore_result=True)
+def schedule_poll(job: Job, countdown_ms: int = 0) -> None:
+    """Schedule the next poll of ``job``'s chain (poll ``job.poll_seq``) ``countdown_ms``
+    milliseconds from now; the caller saves ``poll_due_at`` in the same transaction.
+
+    A kind without an ``observe`` hook is polled by the ticks (``tasks_app.ticks``): the due
+    time goes on the row and, once the transaction commits, the tick that serves it is armed.
+    A kind that observes (a network call per poll) gets a ``poll_job`` task of its own, sent
+    after commit, so one slow service never holds up a tick. Polls store no result:
+    ``ignore_result`` goes in the message, because ``send_task`` puts ``ignore_result=False``
+    in every message it sends (celery/app/base.py:870, app/amqp.py:381) and the worker obeys
+    the message over the task's own ``ignore_result=True`` (celery/app/trace.py:157-176).
+    """
+    if get_kind(job.kind).observes:
+        job.poll_due_at = None
+        send_after_commit(TASK_POLL_JOB, [str(job.id), job.poll_seq], countdown=countdown_ms / 1000, ignore_result=True)
+        return
+    due = timezone.now() + dt.timedelta(milliseconds=countdown_ms)
+    job.poll_due_at = due
+    transaction.on_commit(lambda: arm(due))
 
 
 def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
@@ -232,16 +245,57 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
             _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation)
 
 
+def job_poll_tick(*, tick: dt.datetime) -> list[str]:
+    """Poll every job whose next poll is due by ``tick`` (task ``poll_tick``,
+    ``tasks_app.ticks``); returns the ids of the jobs polled (Flower shows them as the
+    task's result).
+
+    Jobs are taken in batches of ``PROGRESS_TICK_BATCH``, each batch in one transaction
+    with one locked read of its rows and one read of the kinds' observations
+    (``JobKind.prefetch``); each job is then polled as ``job_poll`` polls it, fenced by
+    the ``poll_seq`` the select saw, so a duplicate tick, or a tick racing a ``poll_job``,
+    polls no job twice. Frames and the next ticks leave after each batch's commit.
+    """
+    due = list(
+        Job.objects.filter(state__in=POLLED_STATES, poll_due_at__lte=tick)
+        .order_by("poll_due_at")
+        .values_list("id", "poll_seq")
+    )
+    polled: list[str] = []
+    size = int(settings.PROGRESS_TICK_BATCH)
+    for start in range(0, len(due), size):
+        expected = dict(due[start : start + size])
+        with transaction.atomic():
+            jobs = [
+                job
+                for job in Job.objects.select_for_update().filter(pk__in=expected).order_by("pk")
+                if _poll_due(job, expected[job.id]) and job.poll_due_at is not None and job.poll_due_at <= tick
+            ]
+            by_kind: dict[str, list[Job]] = {}
+            for job in jobs:
+                by_kind.setdefault(job.kind, []).append(job)
+            for name, of_kind in by_kind.items():
+                kind = get_kind(name)
+                observations = kind.prefetch(of_kind)
+                for job in of_kind:
+                    _poll_locked(job, kind, job.poll_seq, seen_state=job.state, observation=observations.get(job.id))
+                    polled.append(str(job.id))
+    return polled
+
+
 def _poll_due(job: Job | None, poll_seq: int) -> TypeGuard[Job]:
     """True when ``poll_seq`` is the job's expected poll and the job is running or cancelling."""
-    if job is None or job.poll_seq != poll_seq or job.state not in (JobState.RUNNING, JobState.CANCELLING):
+    if job is None or job.poll_seq != poll_seq or job.state not in POLLED_STATES:
         logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, getattr(job, "id", "?"))
         return False
     return True
 
 
-#: Fields every poll writes: the claim of its ``poll_seq`` and when the chain last moved.
-_CLAIM_FIELDS: Final = ("poll_seq", "chain_at")
+#: States whose chain polls.
+POLLED_STATES: Final = (JobState.RUNNING, JobState.CANCELLING)
+#: Fields every poll writes: the claim of its ``poll_seq``, when the chain last moved and
+#: when the next poll is due.
+_CLAIM_FIELDS: Final = ("poll_seq", "chain_at", "poll_due_at")
 
 
 def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, observation: Any) -> None:
@@ -255,8 +309,8 @@ def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, obs
         if seen_state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
             _finish(job, JobState.CANCELLED)
         else:
+            schedule_poll(job, int(settings.PROGRESS_POLL_INTERVAL_MS))
             job.save(update_fields=_CLAIM_FIELDS)
-            schedule_poll(job, poll_seq + 1, int(settings.PROGRESS_POLL_INTERVAL_MS))
         return
     over = _over_time_limit(job, now)
     if over is not None:
@@ -274,6 +328,7 @@ def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, obs
         job.error = reading.error[:ERROR_MAX_CHARS]
         _finish(job, JobState.FAILED)
     else:
+        schedule_poll(job, kind.next_poll_in_ms(job, now))
         if changed:
             job.seq += 1
             job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq", *_CLAIM_FIELDS])
@@ -282,7 +337,6 @@ def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, obs
             job.save(update_fields=["kind_state", *_CLAIM_FIELDS])
         else:
             job.save(update_fields=_CLAIM_FIELDS)
-        schedule_poll(job, poll_seq + 1, kind.next_poll_in_ms(job, now))
 
 
 #: Fields a progress change writes.
@@ -346,6 +400,7 @@ def _finish(job: Job, state: str) -> None:
     if state == JobState.CANCELLED:
         job.progress_message = "cancelled"
     job.kind_state = {k: v for k, v in job.kind_state.items() if k != "retrying"}
+    job.poll_due_at = None
     job.seq += 1
     job.save()
     job_id, attempts = job.id, job.attempt

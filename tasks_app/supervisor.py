@@ -9,9 +9,10 @@ repeat (a repair that races the chain, or a second supervisor, changes nothing t
 - **a job that never started** (``pending``, its ``run_job`` lost with the broker's queue):
   ``run_job`` is sent again (it does nothing for a job that is no longer pending);
 - **a chain that stopped** (the next poll is ``OVERDUE_GRACE_S`` past due: the worker
-  holding it died, or Redis came back empty): one ``poll_job`` for the current
-  ``poll_seq`` is sent; the original, if it comes back after the visibility timeout, finds
-  ``poll_seq`` moved on and does nothing;
+  holding its tick or its ``poll_job`` died, or Redis came back empty): the poll of the
+  current ``poll_seq`` is scheduled again (``services.schedule_poll``: due now, its tick
+  armed); the original, if it comes back after the visibility timeout, finds ``poll_seq``
+  moved on and does nothing;
 - **work that never started** (its task was sent but no heartbeat came within
   ``JOB_HEARTBEAT_TIMEOUT_S``): the same attempt's task is sent again, with backoff (it
   may only be waiting behind busy workers; a duplicate finds the attempt claimed);
@@ -142,9 +143,9 @@ def _repair(job_id: uuid.UUID, now: dt.datetime) -> str | None:
                 return repair
         if _poll_overdue(job, now):
             job.chain_at = now
-            job.save(update_fields=["chain_at"])
-            services.schedule_poll(job, job.poll_seq)
-            logger.warning("supervisor: job %s's poll chain stopped; poll %s sent again", job.id, job.poll_seq)
+            services.schedule_poll(job)
+            job.save(update_fields=["chain_at", "poll_due_at"])
+            logger.warning("supervisor: job %s's poll chain stopped; poll %s scheduled again", job.id, job.poll_seq)
             return REARMED
         return None
 

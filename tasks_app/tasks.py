@@ -1,6 +1,6 @@
 """Celery tasks: thin adapters that call services (DESIGN.md "The path of one job").
 
-``run_job``, ``poll_job``, ``supervise`` and ``housekeep`` run on queue ``progress``
+``run_job``, ``poll_tick``, ``poll_job``, ``supervise`` and ``housekeep`` run on queue ``progress``
 (routes in ``celeryconfig``). The work tasks of job kinds are made by ``tasks_app.kinds.job_kind``
 (importing ``tasks_app.kinds`` here registers them in the worker). Arguments are ids and
 plain values only.
@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from realtime import messaging
-from tasks_app import services, supervisor
+from tasks_app import services, supervisor, ticks
 
 #: Celery task names of the supervisor's periodic tasks (schedule in ``celeryconfig``).
 TASK_SUPERVISE: Final = "tasks_app.supervise"
@@ -60,6 +60,15 @@ def poll_job(job_id: str, poll_seq: int) -> None:
     would cost a database write each and bury the admin's task list.
     """
     services.job_poll(job_id=job_id, poll_seq=poll_seq)
+
+
+@shared_task(name=ticks.TASK_POLL_TICK, ignore_result=True, **_RETRY)
+def poll_tick(tick: int) -> list[str]:
+    """Poll every job due by tick ``tick`` (milliseconds since the Unix epoch;
+    ``services.job_poll_tick``); returns the ids of the jobs it polled, which Flower shows
+    as the task's result (the worker's task-succeeded event carries it,
+    celery/worker/request.py:565, though no result is stored)."""
+    return services.job_poll_tick(tick=ticks.tick_time(tick))
 
 
 @shared_task(name=TASK_SUPERVISE, ignore_result=True)

@@ -79,6 +79,11 @@ FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
 FANOUT_EVENTS = 100 // FANOUT_PARAMS["step"]
 #: Idle sockets of the memory and handshake figures.
 IDLE_SOCKETS = int(os.environ.get("BENCH_IDLE", "20" if QUICK else "1000"))
+#: The sections to run (``BENCH_ONLY``, comma-separated; default all of them).
+SECTIONS = ("poll", "send", "simulated", "csv", "capacity", "idle", "fanout")
+ONLY = [s.strip() for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s.strip()]
+#: Jobs due at once in the in-process tick figures (``tests/bench_poll.py --tick N``).
+TICK_JOBS = [1, 10] if QUICK else [1, 10, 100]
 
 
 def rss_mib(pid: int) -> float:
@@ -349,13 +354,45 @@ async def main(stack: Stack) -> None:
     print(f"  machine: {os.cpu_count()} cores, {platform.platform()}, Python {sys.version.split()[0]}")
     print(
         "  stack: every Procfile process, SQLite (WAL), "
-        f"Redis {counter.info('server')['redis_version']} on loopback, PROGRESS_POLL_INTERVAL_MS=200"
+        f"Redis {counter.info('server')['redis_version']} on loopback, PROGRESS_POLL_INTERVAL_MS=200, "
+        f"PROGRESS_TICK_MS={stack.env.get('PROGRESS_TICK_MS', 25)}"
     )
     for name in ("worker-jobs", "worker-progress"):
         print(f"  {name}: {procfile_commands()[name]}")
 
-    print("one poll in process (services.job_poll, SQLite file, broker on the private Redis):")
-    for extra in ([], ["--no-wal"]):
+    if "poll" in ONLY:
+        poll_in_process(stack)
+    if "send" in ONLY:
+        send_in_process(stack)
+    if "simulated" in ONLY:
+        await simulated(counter, session)
+    if "csv" in ONLY:
+        await csv_figures(session)
+    print("resident memory after the run (process and its children):")
+    for name, proc in stack.processes.items():
+        print(f"  {name}: {rss_mib(proc.pid):.0f} MiB")
+    if "capacity" in ONLY:
+        await capacity_table(stack, counter)
+    # Before the fan-out: its 1,000 sockets leave the web process grown.
+    if "idle" in ONLY:
+        print(f"idle sockets: {IDLE_SOCKETS} opened 100 at a time by one client, then left idle")
+        print("  server  | handshakes/s | KiB per socket (server RSS)")
+        await idle_sockets(stack, session, with_db(stack.redis_url, 11))
+    if "fanout" in ONLY:
+        print(
+            f"fan-out: one job, {FANOUT_EVENTS} events at {1000 // FANOUT_PARAMS['interval_ms']}/s, to N sockets;"
+            " plain = Redis PUBLISH to a websockets broadcast server, same N and rate"
+        )
+        print("  server  N     | latency s p50 p99 | frames  | dropped | server CPU s | frames per server core-second")
+        for n in FANOUT:
+            await fanout_project(stack, session, n)
+            await fanout_plain(with_db(stack.redis_url, 11), n)
+
+
+def poll_in_process(stack: Stack) -> None:
+    print("polls in process (tests/bench_poll.py: SQLite file, broker and channel layer on the private Redis):")
+    runs = [["--tick", str(n)] for n in TICK_JOBS] + [[], ["--no-wal"]]
+    for extra in runs:
         poll = subprocess.run(
             [sys.executable, "-m", "tests.bench_poll", with_db(stack.redis_url, 13), *extra, *(["--quick"] * QUICK)],
             capture_output=True,
@@ -364,6 +401,8 @@ async def main(stack: Stack) -> None:
         )
         print(poll.stdout.rstrip() or f"  failed: {poll.stderr[-2000:]}")
 
+
+def send_in_process(stack: Stack) -> None:
     print("send_job_event from one process (a worker's path to the channel layer), beside redis-py PUBLISH:")
     send = subprocess.run(
         [sys.executable, "-m", "tests.bench_send", with_db(stack.redis_url, 12), *(["--quick"] * QUICK)],
@@ -373,6 +412,8 @@ async def main(stack: Stack) -> None:
     )
     print(send.stdout.rstrip() or f"  failed: {send.stderr[-2000:]}")
 
+
+async def simulated(counter: redis.Redis, session: HttpSession) -> None:
     await one_simulated(session)  # warm-up: imports, pools
     before = counter.info("stats")["total_connections_received"]
     elapsed, frames = await one_simulated(session)
@@ -393,6 +434,8 @@ async def main(stack: Stack) -> None:
         f"max {times[-1]:.2f} s (ideal {IDEAL_SIMULATED_S:.1f} s)"
     )
 
+
+async def csv_figures(session: HttpSession) -> None:
     content = AIRPORTS.read_bytes()
     elapsed, rows = await csv_profile(session, "airports.csv", content)
     print(f"csv_profile airports.csv ({len(content):,} bytes, {rows:,} rows): {elapsed:.2f} s end to end")
@@ -406,10 +449,8 @@ async def main(stack: Stack) -> None:
         f"{elapsed:.2f} s end to end, {size_mb / elapsed:.1f} MB/s"
     )
 
-    print("resident memory after the run (process and its children):")
-    for name, proc in stack.processes.items():
-        print(f"  {name}: {rss_mib(proc.pid):.0f} MiB")
 
+async def capacity_table(stack: Stack, counter: redis.Redis) -> None:
     users = math.ceil(max(CAPACITY, default=0) / JOBS_PER_USER)
     sessions = []
     for i in range(users):
@@ -426,20 +467,6 @@ async def main(stack: Stack) -> None:
     )
     for n in CAPACITY:
         await capacity(stack, counter, sessions, n)
-
-    # Before the fan-out: its 1,000 sockets leave the web process grown.
-    print(f"idle sockets: {IDLE_SOCKETS} opened 100 at a time by one client, then left idle")
-    print("  server  | handshakes/s | KiB per socket (server RSS)")
-    await idle_sockets(stack, session, with_db(stack.redis_url, 11))
-
-    print(
-        f"fan-out: one job, {FANOUT_EVENTS} events at {1000 // FANOUT_PARAMS['interval_ms']}/s, to N sockets;"
-        " plain = Redis PUBLISH to a websockets broadcast server, same N and rate"
-    )
-    print("  server  N     | latency s p50 p99 | frames  | dropped | server CPU s | frames per server core-second")
-    for n in FANOUT:
-        await fanout_project(stack, session, n)
-        await fanout_plain(with_db(stack.redis_url, 11), n)
 
 
 def run() -> None:

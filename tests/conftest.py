@@ -14,6 +14,8 @@ import redis
 from channels.layers import channel_layers
 from django.contrib.auth import get_user_model
 
+from tasks_app import ticks
+
 IN_MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
@@ -69,6 +71,8 @@ class Broker:
 def broker() -> Iterator[Broker]:
     b = Broker()
     b.flush()
+    ticks.forget_armed()  # the ticks this process sent are gone with the flush
     yield b
     b.flush()
+    ticks.forget_armed()
     b.client.close()

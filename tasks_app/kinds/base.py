@@ -9,6 +9,8 @@ never changes the job's state itself.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -125,6 +127,14 @@ class JobKind:
         the returned value reaches :meth:`read` or :meth:`cancel_confirmed` of the same poll.
         Called for ``running`` and ``cancelling`` jobs. The default observes nothing."""
         return None
+
+    def prefetch(self, jobs: Sequence[Job]) -> Mapping[uuid.UUID, Any]:
+        """Observations of many row-locked jobs of this kind in one go, by job id, for a tick
+        that polls them together (``services.job_poll_tick``): each reaches :meth:`read` as
+        ``observation`` (a job missing from the mapping gets None). Only for kinds that do not
+        :meth:`observe`; for reads that cost a round trip each (the recorded progress in
+        Redis). The default fetches nothing."""
+        return {}
 
     def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
         """Read the job's progress at ``now``; called by every poll of a running job."""

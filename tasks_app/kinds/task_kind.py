@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from celery import Task, current_app, shared_task
@@ -68,8 +69,10 @@ from tasks_app.kinds.registry import register
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
     JobCancelled,
+    Progress,
     ProgressRecorder,
     WorkSuperseded,
+    read_recorded_many,
     read_recorded_progress,
     request_cancel,
 )
@@ -78,6 +81,9 @@ if TYPE_CHECKING:
     from tasks_app.models import Job
 
 logger = logging.getLogger(__name__)
+
+#: What :meth:`TaskKind.prefetch` gives a job whose attempt recorded nothing yet.
+NOTHING_RECORDED: Final = object()
 
 P = TypeVar("P", bound=BaseModel)
 #: Prefix of the Celery task name of every decorated kind.
@@ -156,8 +162,19 @@ class TaskKind(JobKind):
         """The ``total=`` function's value for these parameters (None without one)."""
         return None if self._total is None else self._total(self._stored(params))
 
+    def prefetch(self, jobs: Sequence[Job]) -> Mapping[uuid.UUID, Any]:
+        """What the current attempts of ``jobs`` recorded, in one cache read: ``{job id:
+        Progress}`` for the jobs that recorded something, and the rest as ``NOTHING_RECORDED``."""
+        recorded = read_recorded_many([(job.id, job.attempt) for job in jobs])
+        return {job.id: recorded.get((job.id, job.attempt), NOTHING_RECORDED) for job in jobs}
+
     def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
-        """The progress the current attempt recorded last (outcomes arrive through services)."""
+        """The progress the current attempt recorded last (outcomes arrive through services);
+        ``observation`` is what :meth:`prefetch` read for it, if a tick prefetched."""
+        if isinstance(observation, Progress):
+            return Reading(progress=observation)
+        if observation is NOTHING_RECORDED:
+            return Reading(progress=None)
         return Reading(progress=read_recorded_progress(job.id, job.attempt))
 
     def cancel(self, job: Job) -> None:

@@ -215,11 +215,14 @@ async def test_of_two_progress_workers_the_one_holding_the_next_poll_is_killed(
 
 
 def holder_of_poll(app: Celery, job_id: str) -> str | None:
-    """Node name of the worker that holds (as an ETA task) the job's next poll."""
+    """Node name of the worker that holds (as an ETA task) the job's next poll: its
+    ``poll_job``, or a ``poll_tick`` (the caller runs only this job, so every tick is its)."""
     scheduled = app.control.inspect(timeout=1).scheduled() or {}
     for node, entries in scheduled.items():
-        if any(job_id in str(entry.get("request", {}).get("args")) for entry in entries):
-            return str(node)
+        for entry in entries:
+            request = entry.get("request", {})
+            if request.get("name") == "tasks_app.poll_tick" or job_id in str(request.get("args")):
+                return str(node)
     return None
 
 

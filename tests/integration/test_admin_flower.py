@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 SCREENSHOTS = ROOT / "docs" / "img"
 RUN_JOB = "tasks_app.run_job"
-POLL_JOB = "tasks_app.poll_job"
+POLL_TICK = "tasks_app.poll_tick"
 #: Upper bound of every wait for something the stack does on its own (never asserted on).
 WAIT_S = 60.0
 #: The window the admin's lists must fit (issue 10 point 10), with Django's navigation sidebar
@@ -281,13 +282,14 @@ def flower_get(stack: Stack, path: str) -> Any:
 
 
 def flower_tasks_of(stack: Stack, job_id: str) -> dict[str, dict[str, Any]]:
-    """Flower's tasks whose arguments hold ``job_id``, once run_job and a poll_job of it ended."""
-    query = urllib.parse.urlencode({"search": f"args:{job_id}", "limit": 1000})
+    """Flower's tasks whose arguments or result hold ``job_id`` (its ``run_job``, and the
+    ``poll_tick``s that polled it: they return the ids they polled), once both ended."""
+    query = urllib.parse.urlencode({"search": job_id, "limit": 1000})
     deadline = time.monotonic() + WAIT_S
     while True:
         tasks: dict[str, dict[str, Any]] = flower_get(stack, f"/api/tasks?{query}")
         ended = {t["name"] for t in tasks.values() if t["state"] == "SUCCESS"}
-        if {RUN_JOB, POLL_JOB} <= ended or time.monotonic() > deadline:
+        if {RUN_JOB, POLL_TICK} <= ended or time.monotonic() > deadline:
             return tasks
         time.sleep(0.5)
 
@@ -300,23 +302,24 @@ def test_flower_api_lists_every_task_with_name_and_args_and_needs_credentials(st
     by_name: dict[str, list[dict[str, Any]]] = {}
     for task in tasks.values():
         by_name.setdefault(task["name"], []).append(task)
-    assert set(by_name) == {RUN_JOB, POLL_JOB}
+    assert set(by_name) == {RUN_JOB, POLL_TICK}
     (run,) = by_name[RUN_JOB]
     assert run["args"] == f"['{job['id']}']"
     assert (run["state"], run["routing_key"]) == ("SUCCESS", "progress")
     assert run["worker"].startswith("progress@")
-    for poll in by_name[POLL_JOB]:
-        assert poll["args"].startswith(f"['{job['id']}', ")
-        assert poll["routing_key"] == "progress"
-        assert poll["root_id"] == run["uuid"]  # the chain starts at run_job
-    assert any(p["state"] == "SUCCESS" and p["worker"].startswith("progress@") for p in by_name[POLL_JOB])
+    for tick in by_name[POLL_TICK]:
+        assert re.fullmatch(r"\[\d+\]", tick["args"]), tick  # the tick's time, ms since the epoch
+        assert tick["routing_key"] == "progress"
+    polled = [t for t in by_name[POLL_TICK] if t["state"] == "SUCCESS" and job["id"] in (t["result"] or "")]
+    assert polled, "Flower shows the ids a tick polled as its result"
+    assert all(t["worker"].startswith("progress@") for t in polled)
     # task_send_sent_event: Flower knew each task from the moment it was sent, before a
     # worker received it.
     for task in tasks.values():
         assert task["sent"] is not None, task
         if task["received"] is not None:
             assert task["sent"] <= task["received"] + 1.0, task  # clocks of two processes
-    assert {RUN_JOB, POLL_JOB} <= set(flower_get(stack, "/api/task/types")["task-types"])
+    assert {RUN_JOB, POLL_TICK} <= set(flower_get(stack, "/api/task/types")["task-types"])
 
     flower = f"http://127.0.0.1:{stack.flower_port}"
     for path in ("/api/tasks", "/api/workers", "/tasks", "/"):
@@ -357,7 +360,7 @@ def test_flower_task_list_in_the_browser_shows_the_tasks(browser: Any, stack: St
         rows = page.locator("#tasks-table tbody tr")
         shown = {str(row.get_attribute("id")): cell_text(row, 0) for row in rows.all()}
         assert set(shown) <= set(tasks), shown  # only this job's tasks, by their ids
-        assert set(shown.values()) == {RUN_JOB, POLL_JOB}
+        assert set(shown.values()) == {RUN_JOB, POLL_TICK}
         page.screenshot(path=str(SCREENSHOTS / "flower-tasks.png"))
 
         run_id = next(task_id for task_id, name in shown.items() if name == RUN_JOB)

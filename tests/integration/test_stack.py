@@ -290,12 +290,12 @@ async def test_flower_requires_credentials_and_sees_the_tasks(stack: Stack, demo
     request = urllib.request.Request(f"{flower}/api/tasks?limit=500", headers={"Authorization": f"Basic {token}"})
     deadline = time.monotonic() + 20
     names: set[str] = set()
-    while time.monotonic() < deadline and not {"tasks_app.run_job", "tasks_app.poll_job"} <= names:
+    while time.monotonic() < deadline and not {"tasks_app.run_job", "tasks_app.poll_tick"} <= names:
         with urllib.request.urlopen(request, timeout=5) as resp:
             tasks = json.loads(resp.read())
         names = {t.get("name") for t in tasks.values()}
         time.sleep(0.5)
-    assert {"tasks_app.run_job", "tasks_app.poll_job"} <= names
+    assert {"tasks_app.run_job", "tasks_app.poll_tick"} <= names
 
 
 def test_the_readmes_script_client_runs_a_job_over_the_socket(stack: Stack) -> None:

@@ -58,7 +58,21 @@ def age(job: Job, ms: int) -> None:
 
 
 def polls(broker: Any) -> list[Any]:
+    """The ``poll_job`` tasks queued (kinds that observe)."""
     return [t for t in broker.queued("progress") if t.name == "tasks_app.poll_job"]
+
+
+def queued_ticks(broker: Any) -> list[int]:
+    """The ticks whose ``poll_tick`` task is queued, milliseconds since the epoch."""
+    return [t.args[0] for t in broker.queued("progress") if t.name == "tasks_app.poll_tick"]
+
+
+def assert_next_poll_armed(job: Job, broker: Any) -> None:
+    """The job's next poll is due, and a queued tick serves it (at or after its due time)."""
+    job.refresh_from_db()
+    assert job.poll_due_at is not None, "no next poll scheduled"
+    due_ms = job.poll_due_at.timestamp() * 1000
+    assert any(due_ms <= tick <= due_ms + 1000 for tick in queued_ticks(broker)), (due_ms, queued_ticks(broker))
 
 
 def test_start_creates_pending_job_and_dispatches_run_job_on_commit(user, broker, memory_layer):
@@ -109,12 +123,16 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
     assert job.started_at is not None
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["state"], f["job"]["seq"]) for f in sent] == [("job.progress", "running", 2)]
-    assert [(t.name, t.args, t.countdown) for t in polls(broker)] == [("tasks_app.poll_job", [str(job.id), 0], True)]
-    assert polls(broker)[0].ignore_result, "a poll stores no result (services.schedule_poll)"
+    assert job.poll_seq == 0
+    assert_next_poll_armed(job, broker)
+    [tick] = [t for t in broker.queued("progress") if t.name == "tasks_app.poll_tick"]
+    assert tick.countdown, "a tick is a countdown task"
+    assert tick.ignore_result, "a tick stores no result"
+    assert polls(broker) == [], "a kind that does not observe gets no poll_job of its own"
     # A redelivered run_job finds the job running and does nothing.
     run(job)
     assert frames(memory_layer) == []
-    assert len(polls(broker)) == 1
+    assert len(queued_ticks(broker)) == 1
 
 
 def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(user, broker, memory_layer):
@@ -147,7 +165,9 @@ def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, bro
     sent = frames(memory_layer)
     assert [f["job"]["progress"]["current"] for f in sent] == [30]
     assert sent[0]["job"]["progress"]["percent"] == 30.0
-    assert [t.args[1] for t in polls(broker)] == [0, 1, 2, 3]
+    job.refresh_from_db()
+    assert job.poll_seq == 3
+    assert_next_poll_armed(job, broker)
 
 
 def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
@@ -162,7 +182,7 @@ def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
     assert job.finished_at is not None
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["seq"]) for f in sent] == [("job.succeeded", 3)]
-    assert [t.args[1] for t in polls(broker)] == [0]  # no poll 1
+    assert job.poll_due_at is None  # no poll 1: no tick serves the job any more
     services.job_poll(job_id=job.id, poll_seq=1)
     assert frames(memory_layer) == []
 
@@ -186,7 +206,8 @@ def test_cancel_pending_job_is_final_at_once(user, memory_layer, broker):
     run(job)  # run_job arriving later does nothing
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
-    assert polls(broker) == []
+    assert job.poll_due_at is None
+    assert queued_ticks(broker) == []
 
 
 def test_cancel_running_job_goes_through_cancelling_then_poll_ends_it(user, broker, memory_layer):

@@ -17,7 +17,7 @@ from tasks_app.heartbeat import Heartbeat
 from tasks_app.kinds import get_kind
 from tasks_app.models import Job, JobState, Upload
 from tasks_app.progress import ProgressRecorder, WorkSuperseded, read_recorded_progress
-from tests.tasks_app.test_services import _upload, frames, listen, polls, run, start_simulated
+from tests.tasks_app.test_services import _upload, assert_next_poll_armed, frames, listen, run, start_simulated
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,13 +58,17 @@ def test_a_stopped_chain_is_rearmed_once_and_the_original_poll_does_nothing(user
     aged(job, chain_at=10, started_at=3.5)
     broker.flush()  # the worker holding poll 0 died
     assert supervisor.supervise() == {supervisor.REARMED: 1}
-    assert [t.args for t in polls(broker)] == [[str(job.id), 0]]
+    job.refresh_from_db()
+    assert job.poll_seq == 0
+    assert job.poll_due_at is not None
+    assert job.poll_due_at <= timezone.now()
+    assert_next_poll_armed(job, broker)
     assert supervisor.supervise() == {}
-    services.job_poll(job_id=job.id, poll_seq=0)  # the re-armed poll
+    services.job_poll_tick(tick=timezone.now())  # the re-armed poll
     services.job_poll(job_id=job.id, poll_seq=0)  # the original, redelivered after the visibility timeout
     job.refresh_from_db()
     assert job.poll_seq == 1  # claimed once: no fork
-    assert [t.args[1] for t in polls(broker)] == [0, 1]
+    assert_next_poll_armed(job, broker)
     assert [f["job"]["progress"]["current"] for f in frames(memory_layer)] == [30]
 
 
