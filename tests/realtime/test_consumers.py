@@ -89,6 +89,32 @@ async def test_stale_live_events_are_dropped_and_nothing_follows_the_final_frame
     await comm.disconnect()
 
 
+async def test_a_job_event_is_relayed_without_a_database_thread_hop(user, memory_layer, monkeypatch):
+    """Channels closes old database connections in a worker thread before every handler
+    (channels/consumer.py:73); the relay of job events skips it (``dispatch``)."""
+    import channels.consumer
+
+    hops: list[str] = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counting() -> None:
+        hops.append("hop")
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting)
+    comm = await connect(user)
+    job = (await ask(comm, {"type": "job.start", "kind": "simulated", "params": {}}))["job"]
+    before = len(hops)
+    assert before > 0, "the socket's own frames still go through Channels' dispatch"
+    group = f"job.{job['id'].replace('-', '')}"
+    for seq in (3, 4, 5):
+        await memory_layer.group_send(group, {"type": "job.event", "frame": "job.progress", "job": {**job, "seq": seq}})
+    received = [await comm.receive_json_from(timeout=3) for _ in range(3)]
+    assert [f["job"]["seq"] for f in received] == [3, 4, 5]
+    assert len(hops) == before, "no thread hop for job events"
+    await comm.disconnect()
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
