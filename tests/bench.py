@@ -45,9 +45,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import redis
@@ -55,12 +55,12 @@ import redis.asyncio as aredis
 from websockets.asyncio.client import connect
 
 from proj.localredis import free_port, start_embedded, with_db
+from tests.bench_common import JOBS_PER_USER, cpu_s, job_sessions, open_in_batches, percentile
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
 from tests.integration.wsclient import JobsClient
 from tests.realdata import AIRPORTS
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
-T = TypeVar("T")
 
 CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "2" if QUICK else "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
@@ -69,10 +69,6 @@ CAPACITY = [int(n) for n in os.environ.get("BENCH_CAPACITY", "3" if QUICK else "
 #: The capacity jobs: 100 steps of 1 %, one every 200 ms (5 updates a second, 20 s a job).
 CAPACITY_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 200}
 CAPACITY_STEPS = 100 // CAPACITY_PARAMS["step"]
-#: Active jobs one user may have (``JOBS_MAX_ACTIVE_PER_USER``): the capacity run spreads its
-#: jobs over enough users.
-JOBS_PER_USER = 20
-BENCH_USER_PASSWORD = "bench-user-password"
 #: Socket counts of the fan-out table, and its event rate (the simulated kind's fastest is 20/s).
 FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1,10" if QUICK else "1,100,1000").split(",") if n.strip()]
 FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
@@ -117,25 +113,6 @@ async def csv_profile(session: HttpSession, name: str, content: bytes) -> tuple[
     await client.close()
     assert frames[-1]["type"] == "job.succeeded", frames[-1]
     return elapsed, frames[-1]["job"]["result"]["rows"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``values``, nearest rank; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def redis_commands(client: redis.Redis) -> int:
@@ -209,14 +186,6 @@ async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSessio
         f" | {unfinished:>4} | {wall:6.1f} | {commands / max(1, frames):6.1f} | "
         + ", ".join(f"{name} {value:.2f}" for name, value in per_k.items())
     )
-
-
-async def open_in_batches(open_one: Callable[[], Awaitable[T]], n: int) -> list[T]:
-    """``n`` sockets from ``open_one``, opened 100 at a time."""
-    opened: list[T] = []
-    while len(opened) < n:
-        opened += await asyncio.gather(*(open_one() for _ in range(min(100, n - len(opened)))))
-    return opened
 
 
 async def open_many(session: HttpSession, n: int) -> list[JobsClient]:
@@ -410,12 +379,7 @@ async def main(stack: Stack) -> None:
     for name, proc in stack.processes.items():
         print(f"  {name}: {rss_mib(proc.pid):.0f} MiB")
 
-    users = math.ceil(max(CAPACITY, default=0) / JOBS_PER_USER)
-    sessions = []
-    for i in range(users):
-        name = f"bench{i}"
-        stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": name, "DEMO_PASSWORD": BENCH_USER_PASSWORD})
-        sessions.append(HttpSession(stack).login(name, BENCH_USER_PASSWORD))
+    sessions = job_sessions(stack, max(CAPACITY, default=0))
     print(
         f"capacity: N simulated jobs at once ({CAPACITY_STEPS} steps of {CAPACITY_PARAMS['interval_ms']} ms), "
         f"one socket each, {JOBS_PER_USER} per user; the client runs on the same 2 cores"
