@@ -27,9 +27,11 @@ Figures:
 - idle sockets: ``BENCH_IDLE`` (1,000) authenticated sockets opened 100 at a time and left
   idle: handshakes per second and the web process's resident memory per socket, beside the
   plain server with the same number.
+- the peer, last (``tests/bench_peer.py``, also ``make bench-peer`` alone): the same jobs watched
+  through celery-progress, CPU per 1,000 updates and staleness side by side.
 Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
 small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
-capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file.
+capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file, the peer's small form.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import redis.asyncio as aredis
 from websockets.asyncio.client import connect
 
 from proj.localredis import free_port, start_embedded, with_db
+from tests import bench_peer
 from tests.bench_common import JOBS_PER_USER, cpu_s, job_sessions, open_in_batches, percentile
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
 from tests.integration.wsclient import JobsClient
@@ -311,7 +314,7 @@ async def idle_sockets(stack: Stack, session: HttpSession, redis_url: str) -> No
     print(f"  plain   | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
 
 
-async def main(stack: Stack) -> None:
+async def main(stack: Stack, redis_pid: int) -> None:
     session = HttpSession(stack).login("demo", DEMO_PASSWORD)
     counter = redis.Redis.from_url(stack.redis_url)
     print("conditions:")
@@ -405,13 +408,16 @@ async def main(stack: Stack) -> None:
         await fanout_project(stack, session, n)
         await fanout_plain(with_db(stack.redis_url, 11), n)
 
+    await bench_peer.main(stack, redis_pid)
+
 
 def run() -> None:
     # A private server: INFO commandstats counts only this stack's commands.
     redis_handle = start_embedded()
     stack = build_stack(redis_handle.url, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})
     try:
-        asyncio.run(main(stack))
+        assert redis_handle.process is not None
+        asyncio.run(main(stack, redis_handle.process.pid))
     finally:
         stack.stop()
         redis_handle.stop()
