@@ -30,6 +30,7 @@ import platform
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -300,17 +301,21 @@ async def run_peer(peer: Stack, redis_pid: int, server: str, sender: Celery) -> 
         wait_for(lambda: _answers(peer, server, base + "ready/"), READY_TIMEOUT_S, desc=f"the peer's {server}")
         pids = {server: peer.processes[server].pid, "worker": peer.processes["worker"].pid, "redis": redis_pid}
         side = Side(f"celery-progress, {server}", pids, seen=[Seen() for _ in range(VIEWERS)])
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=VIEWERS)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        # A client each, as each viewer is a browser of its own: one shared pool of 200
+        # connections costs httpcore O(connections) a request (_assign_requests_to_connections)
+        # and made the client, not the server, the bottleneck. One TLS context for them all.
+        tls = ssl.create_default_context()
+        async with contextlib.AsyncExitStack() as clients:
+            viewers = [await clients.enter_async_context(httpx.AsyncClient(verify=tls, timeout=30)) for _ in side.seen]
             warm_up = Seen()
-            await poll_peer(client, base + sender.send_task(PEER_TASK, args=[2, 0.05]).id + "/", warm_up)
+            await poll_peer(viewers[0], base + sender.send_task(PEER_TASK, args=[2, 0.05]).id + "/", warm_up)
             if not warm_up.done:
                 raise RuntimeError(f"the peer's warm-up task did not finish:\n{peer.log_tail('worker')}")
-            await asyncio.gather(*(client.get(base + "warm-up/") for _ in range(4 * GUNICORN_WORKERS)))
+            await asyncio.gather(*(v.get(base + "warm-up/") for v in viewers))
             with cpu_window(side):
                 ids = [sender.send_task(PEER_TASK, args=[STEPS, INTERVAL_MS / 1000]).id for _ in range(JOBS)]
                 await asyncio.gather(
-                    *(poll_peer(client, f"{base}{ids[i % JOBS]}/", seen) for i, seen in enumerate(side.seen))
+                    *(poll_peer(v, f"{base}{ids[i % JOBS]}/", side.seen[i]) for i, v in enumerate(viewers))
                 )
     finally:
         peer.kill(server, signal.SIGTERM)
