@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import platform
 import re
@@ -88,8 +89,17 @@ def ensure_peer_venv() -> Path:
     stamp = PEER_VENV / ".requirements"
     wanted = "\n".join(requirements) + "\n"
     python = PEER_VENV / "bin" / "python"
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python.parent
+    PEER_VENV.parent.mkdir(exist_ok=True)
+    # Two benchmarks started at once (make bench-peer beside make test) build it once.
+    with open(PEER_VENV.parent / "peer-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
+            _build_peer_venv(python, requirements)
+            stamp.write_text(wanted)
+    return python.parent
+
+
+def _build_peer_venv(python: Path, requirements: list[str]) -> None:
     shutil.rmtree(PEER_VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(PEER_VENV)], check=True)
     # This venv's pip installs into the other: no ensurepip, a few seconds less.
@@ -97,8 +107,6 @@ def ensure_peer_venv() -> Path:
     result = subprocess.run([*pip, *requirements], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"pip could not build {PEER_VENV}:\n{result.stdout}\n{result.stderr[-3000:]}")
-    stamp.write_text(wanted)
-    return python.parent
 
 
 @dataclass
