@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 import psutil
+import redis
 from celery import Celery
 
 from proj.localredis import RedisHandle, free_port, start_embedded, with_db
@@ -388,7 +389,9 @@ async def main(stack: Stack, redis_pid: int) -> None:
     print(f"  celery-progress: {peer_versions(bin_dir)} (venv ready in {venv_s:.1f} s)")
     print(f"    polled every {POLL_S * 1000:.0f} ms after each answer; worker: {PEER_WORKER.format(jobs=JOBS)}")
     print(f"    gunicorn: {GUNICORN_WORKERS} sync workers (no keep-alive); daphne: one process, Django's ASGI handler")
-    print("    its results and broker on a redis-server of its own (the same binary as the project's)")
+    with redis.Redis.from_url(stack.redis_url) as client:
+        server_version = client.info("server")["redis_version"]
+    print(f"    its results and broker on a redis-server of its own: the project's binary, {server_version}, loopback")
     project = await run_project(stack, redis_pid)
     with peer_stack(bin_dir) as (peer, peer_redis):
         assert peer_redis.process is not None
