@@ -56,11 +56,19 @@ import redis
 import redis.asyncio as aredis
 from websockets.asyncio.client import connect
 
-from proj.localredis import free_port, start_embedded, with_db
+from proj.localredis import free_port, with_db
 from tests import bench_peer
-from tests.bench_common import JOBS_PER_USER, cpu_s, job_sessions, open_in_batches, percentile
-from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
-from tests.integration.wsclient import JobsClient
+from tests.bench_common import (
+    JOBS_PER_USER,
+    cpu_s,
+    job_frames,
+    job_sessions,
+    open_in_batches,
+    percentile,
+    run_on_private_stack,
+)
+from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, procfile_commands
+from tests.integration.wsclient import FINAL, JobsClient
 from tests.realdata import AIRPORTS
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
@@ -140,13 +148,7 @@ async def watch_one(session: HttpSession, watched: Watched, timeout: float) -> N
         watched.sent_at = time.time()
         accepted = await client.answer({"type": "job.start", "kind": "simulated", "params": CAPACITY_PARAMS})
         job_id = accepted["job"]["id"]
-        deadline = time.monotonic() + timeout
-        while watched.final is None and time.monotonic() < deadline:
-            frame = await client.recv(max(0.01, deadline - time.monotonic()))
-            now = time.time()
-            job: dict[str, Any] = frame.get("job") or {}
-            if job.get("id") != job_id:
-                continue
+        async for job, now in job_frames(client, job_id, timeout):
             watched.frames += 1
             if job.get("started_at") and watched.started_at is None:
                 watched.started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
@@ -156,7 +158,7 @@ async def watch_one(session: HttpSession, watched: Watched, timeout: float) -> N
                     watched.started_at + current / CAPACITY_PARAMS["step"] * CAPACITY_PARAMS["interval_ms"] / 1000
                 )
                 watched.staleness_s.append(now - happened)
-            if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] in FINAL:
                 watched.final = job["state"]
     except (TimeoutError, OSError) as exc:
         print(f"    a capacity socket ended early: {exc!r}")
@@ -411,19 +413,5 @@ async def main(stack: Stack, redis_pid: int) -> None:
     await bench_peer.main(stack, redis_pid)
 
 
-def run() -> None:
-    # A private server: INFO commandstats counts only this stack's commands.
-    redis_handle = start_embedded()
-    stack = build_stack(redis_handle.url, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})
-    try:
-        assert redis_handle.process is not None
-        asyncio.run(main(stack, redis_handle.process.pid))
-    finally:
-        stack.stop()
-        redis_handle.stop()
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-    run()
+    run_on_private_stack(main, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})

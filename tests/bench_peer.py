@@ -39,7 +39,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
@@ -47,9 +46,17 @@ import redis
 from celery import Celery
 
 from proj.localredis import RedisHandle, free_port, start_embedded, with_db
-from tests.bench_common import JOBS_PER_USER, cpu_s, job_sessions, open_in_batches, percentile
-from tests.integration.stack import ROOT, Stack, build_stack, http_status, procfile_commands
-from tests.integration.wsclient import FINAL, JobsClient
+from tests.bench_common import (
+    JOBS_PER_USER,
+    cpu_s,
+    job_frames,
+    job_sessions,
+    open_in_batches,
+    percentile,
+    run_on_private_stack,
+)
+from tests.integration.stack import ROOT, Stack, http_status, procfile_commands
+from tests.integration.wsclient import JobsClient
 from tests.waiting import wait_for
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
@@ -186,18 +193,12 @@ async def watch_project(viewer: JobsClient, job_id: str, seen: Seen, subscribe: 
     if subscribe:
         await viewer.send({"type": "job.subscribe", "job_id": job_id})
     step_size = 100 // STEPS
-    deadline = time.monotonic() + job_timeout_s()
-    while not seen.done and time.monotonic() < deadline:
-        frame = await viewer.recv(max(0.01, deadline - time.monotonic()))
-        now = time.time()
-        job: dict[str, Any] = frame.get("job") or {}
-        if job.get("id") != job_id:
-            continue
+    async for job, now in job_frames(viewer, job_id, job_timeout_s()):
         seen.requests += 1
         if job.get("started_at") and seen.started_at is None:
             seen.started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
         seen.see(int((job.get("progress") or {}).get("current") or 0) // step_size, now)
-        seen.done = job["state"] in FINAL
+    seen.done = True
 
 
 async def run_project(stack: Stack, redis_pid: int) -> Side:
@@ -405,18 +406,5 @@ async def main(stack: Stack, redis_pid: int) -> None:
     print_table(sides)
 
 
-def run() -> None:
-    redis_handle = start_embedded()
-    assert redis_handle.process is not None
-    stack = build_stack(redis_handle.url)
-    try:
-        asyncio.run(main(stack, redis_handle.process.pid))
-    finally:
-        stack.stop()
-        redis_handle.stop()
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-    run()
+    run_on_private_stack(main)
