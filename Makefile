@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit integration faults bench venv clean
+.PHONY: run test lint unit integration faults bench bench-peer venv clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,5 +50,10 @@ faults: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
+## make bench-peer: the same jobs watched through the project and through celery-progress
+## (its own venv, .bench/peer-venv, built on first use), CPU per 1,000 updates side by side.
+bench-peer: $(STAMP)
+	$(BIN)/python -m tests.bench_peer
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/integration/node_modules
+	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache tests/integration/node_modules

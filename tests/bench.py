@@ -27,9 +27,11 @@ Figures:
 - idle sockets: ``BENCH_IDLE`` (1,000) authenticated sockets opened 100 at a time and left
   idle: handshakes per second and the web process's resident memory per socket, beside the
   plain server with the same number.
+- the peer, last (``tests/bench_peer.py``, also ``make bench-peer`` alone): the same jobs watched
+  through celery-progress, CPU per 1,000 updates and staleness side by side.
 Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
 small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
-capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file.
+capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file, the peer's small form.
 """
 
 from __future__ import annotations
@@ -45,22 +47,31 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import redis
 import redis.asyncio as aredis
 from websockets.asyncio.client import connect
 
-from proj.localredis import free_port, start_embedded, with_db
-from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, build_stack, procfile_commands
-from tests.integration.wsclient import JobsClient
+from proj.localredis import free_port, with_db
+from tests import bench_peer
+from tests.bench_common import (
+    JOBS_PER_USER,
+    cpu_s,
+    job_frames,
+    job_sessions,
+    open_in_batches,
+    percentile,
+    run_on_private_stack,
+)
+from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, procfile_commands
+from tests.integration.wsclient import FINAL, JobsClient
 from tests.realdata import AIRPORTS
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
-T = TypeVar("T")
 
 CONCURRENT_JOBS = int(os.environ.get("BENCH_CONCURRENT_JOBS", "2" if QUICK else "20"))
 IDEAL_SIMULATED_S = 34 * 0.2
@@ -69,10 +80,6 @@ CAPACITY = [int(n) for n in os.environ.get("BENCH_CAPACITY", "3" if QUICK else "
 #: The capacity jobs: 100 steps of 1 %, one every 200 ms (5 updates a second, 20 s a job).
 CAPACITY_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 200}
 CAPACITY_STEPS = 100 // CAPACITY_PARAMS["step"]
-#: Active jobs one user may have (``JOBS_MAX_ACTIVE_PER_USER``): the capacity run spreads its
-#: jobs over enough users.
-JOBS_PER_USER = 20
-BENCH_USER_PASSWORD = "bench-user-password"
 #: Socket counts of the fan-out table, and its event rate (the simulated kind's fastest is 20/s).
 FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1,10" if QUICK else "1,100,1000").split(",") if n.strip()]
 FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
@@ -80,7 +87,7 @@ FANOUT_EVENTS = 100 // FANOUT_PARAMS["step"]
 #: Idle sockets of the memory and handshake figures.
 IDLE_SOCKETS = int(os.environ.get("BENCH_IDLE", "20" if QUICK else "1000"))
 #: The sections to run (``BENCH_ONLY``, comma-separated; default all of them).
-SECTIONS = ("poll", "send", "simulated", "csv", "capacity", "idle", "fanout")
+SECTIONS = ("poll", "send", "simulated", "csv", "capacity", "idle", "fanout", "peer")
 ONLY = [s.strip() for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s.strip()]
 #: Jobs due at once in the in-process tick figures (``tests/bench_poll.py --tick N``).
 TICK_JOBS = [1, 10] if QUICK else [1, 10, 100]
@@ -124,25 +131,6 @@ async def csv_profile(session: HttpSession, name: str, content: bytes) -> tuple[
     return elapsed, frames[-1]["job"]["result"]["rows"]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``values``, nearest rank; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 def redis_commands(client: redis.Redis) -> int:
     """Commands the server has run so far (``INFO commandstats``, every command)."""
     return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
@@ -165,13 +153,7 @@ async def watch_one(session: HttpSession, watched: Watched, timeout: float) -> N
         watched.sent_at = time.time()
         accepted = await client.answer({"type": "job.start", "kind": "simulated", "params": CAPACITY_PARAMS})
         job_id = accepted["job"]["id"]
-        deadline = time.monotonic() + timeout
-        while watched.final is None and time.monotonic() < deadline:
-            frame = await client.recv(max(0.01, deadline - time.monotonic()))
-            now = time.time()
-            job: dict[str, Any] = frame.get("job") or {}
-            if job.get("id") != job_id:
-                continue
+        async for job, now in job_frames(client, job_id, timeout):
             watched.frames += 1
             if job.get("started_at") and watched.started_at is None:
                 watched.started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
@@ -181,7 +163,7 @@ async def watch_one(session: HttpSession, watched: Watched, timeout: float) -> N
                     watched.started_at + current / CAPACITY_PARAMS["step"] * CAPACITY_PARAMS["interval_ms"] / 1000
                 )
                 watched.staleness_s.append(now - happened)
-            if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] in FINAL:
                 watched.final = job["state"]
     except (TimeoutError, OSError) as exc:
         print(f"    a capacity socket ended early: {exc!r}")
@@ -214,14 +196,6 @@ async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSessio
         f" | {unfinished:>4} | {wall:6.1f} | {commands / max(1, frames):6.1f} | "
         + ", ".join(f"{name} {value:.2f}" for name, value in per_k.items())
     )
-
-
-async def open_in_batches(open_one: Callable[[], Awaitable[T]], n: int) -> list[T]:
-    """``n`` sockets from ``open_one``, opened 100 at a time."""
-    opened: list[T] = []
-    while len(opened) < n:
-        opened += await asyncio.gather(*(open_one() for _ in range(min(100, n - len(opened)))))
-    return opened
 
 
 async def open_many(session: HttpSession, n: int) -> list[JobsClient]:
@@ -347,7 +321,7 @@ async def idle_sockets(stack: Stack, session: HttpSession, redis_url: str) -> No
     print(f"  plain   | {IDLE_SOCKETS / opened_s:9,.0f} | {per_socket:6.1f}")
 
 
-async def main(stack: Stack) -> None:
+async def main(stack: Stack, redis_pid: int) -> None:
     session = HttpSession(stack).login("demo", DEMO_PASSWORD)
     counter = redis.Redis.from_url(stack.redis_url)
     print("conditions:")
@@ -387,6 +361,8 @@ async def main(stack: Stack) -> None:
         for n in FANOUT:
             await fanout_project(stack, session, n)
             await fanout_plain(with_db(stack.redis_url, 11), n)
+    if "peer" in ONLY:
+        await bench_peer.main(stack, redis_pid)
 
 
 def poll_in_process(stack: Stack) -> None:
@@ -451,12 +427,7 @@ async def csv_figures(session: HttpSession) -> None:
 
 
 async def capacity_table(stack: Stack, counter: redis.Redis) -> None:
-    users = math.ceil(max(CAPACITY, default=0) / JOBS_PER_USER)
-    sessions = []
-    for i in range(users):
-        name = f"bench{i}"
-        stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": name, "DEMO_PASSWORD": BENCH_USER_PASSWORD})
-        sessions.append(HttpSession(stack).login(name, BENCH_USER_PASSWORD))
+    sessions = job_sessions(stack, max(CAPACITY, default=0))
     print(
         f"capacity: N simulated jobs at once ({CAPACITY_STEPS} steps of {CAPACITY_PARAMS['interval_ms']} ms), "
         f"one socket each, {JOBS_PER_USER} per user; the client runs on the same 2 cores"
@@ -469,18 +440,5 @@ async def capacity_table(stack: Stack, counter: redis.Redis) -> None:
         await capacity(stack, counter, sessions, n)
 
 
-def run() -> None:
-    # A private server: INFO commandstats counts only this stack's commands.
-    redis_handle = start_embedded()
-    stack = build_stack(redis_handle.url, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})
-    try:
-        asyncio.run(main(stack))
-    finally:
-        stack.stop()
-        redis_handle.stop()
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-    run()
+    run_on_private_stack(main, {"UPLOAD_MAX_BYTES": str(64 * 1024 * 1024)})

@@ -28,6 +28,8 @@ def test_the_benchmark_runs_and_prints_every_figure():
     out = result.stdout
     assert result.returncode == 0, out + result.stderr[-3000:]
     for line in (
+        "tick of 1 due jobs",
+        "tick of 10 due jobs",
         "journal_mode=wal:",
         "journal_mode=delete:",
         "send_job_event:",
@@ -40,7 +42,15 @@ def test_the_benchmark_runs_and_prints_every_figure():
         "fan-out: one job",
         "idle sockets: 20 opened",
         "  plain      10 |",
+        "peer: 2 jobs of 10 steps of 200 ms, 4 viewers",
+        "  project, WebSockets       |",
+        "  celery-progress, gunicorn |",
+        "  celery-progress, daphne   |",
+        "over celery-progress's best",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
     [row] = [line for line in out.splitlines() if line.strip().startswith("3 |")]
     assert row.split("|")[4].strip() == "0", f"a quick capacity job did not finish: {row}"
+    for side in ("project, WebSockets", "celery-progress, gunicorn", "celery-progress, daphne"):
+        [row] = [line for line in out.splitlines() if line.startswith(f"  {side} ")]
+        assert row.split("|")[4].strip() == "0", f"a viewer of the peer benchmark saw no end: {row}"
