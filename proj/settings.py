@@ -147,15 +147,13 @@ REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        # channels-redis' layer, made to survive idle periods and Redis restarts.
-        "BACKEND": "realtime.layers.ResilientRedisChannelLayer",
+        # channels-redis' pub/sub layer, made to survive Redis restarts (realtime/layers.py).
+        "BACKEND": "realtime.layers.ResilientPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             # A socket that stops reading loses frames, never blocks the sender: the
             # Job row stays the truth and a resubscribe returns the snapshot.
             "capacity": 200,
-            "expiry": 30,
-            "group_expiry": 86400,
         },
     }
 }

@@ -1,21 +1,35 @@
-"""The channel layer: channels-redis' ``RedisChannelLayer``, made to outlive Redis outages.
+"""The channel layer: channels-redis' pub/sub layer, made to outlive Redis outages.
 
-Two things the stock layer does not do (channels-redis 4.3.0, ``channels_redis/core.py``):
+Why pub/sub (``channels_redis.pubsub.RedisPubSubChannelLayer``, channels-redis 4.3.0) and
+not the list-based ``RedisChannelLayer``: a ``group_send`` is one ``PUBLISH``, each web
+process receives it once on its one subscriber connection and hands it to its local
+channels in the group (pubsub.py ``_receive_message``). The list layer pushes one copy per
+member channel and the web process pops them one ``BZPOPMIN`` at a time, so one job event
+to 1,000 sockets cost 1,000 Redis round trips (README "Performance" has the figures).
+Group memberships live in the web process, not in Redis keys, so a Redis that comes back
+empty loses none of them; events sent while Redis is away are lost, and the database row
+is the truth (DESIGN.md "Celery rules").
 
-- **Idle sockets.** ``receive`` blocks in ``BZPOPMIN`` for ``brpop_timeout = 5`` seconds
-  (core.py:104), and redis-py 8 gives every connection ``socket_timeout = 5`` s
-  (``redis/_defaults.py``), so an idle receive times out on the socket just as Redis
-  answers, and the consumer dies with ``TimeoutError`` (django/channels_redis#422). The
-  settings give the layer's connections ``socket_timeout`` = :data:`SOCKET_TIMEOUT_S`, well
-  above the blocking period.
-- **Redis restarts.** A connection error in ``receive`` propagates to the consumer, which
-  closes its socket (1011), and a Redis that came back empty has lost every group
-  membership (``asgi:group:*`` keys) without any error at all, since redis-py retries on a
-  fresh connection. :class:`ResilientRedisChannelLayer` waits for Redis with backoff
-  instead of raising, and notices lost data by a marker key of its own that a restart or
-  flush removes. Either way it then hands every local channel one event of type
-  :data:`EVENT_RECONNECTED`; consumers answer it by joining their groups again and
-  re-reading their jobs (``realtime.consumers``), so an open socket keeps receiving.
+What this module adds to the stock pub/sub layer:
+
+- **Outages.** The stock receive loop logs every connection error and retries each second
+  (pubsub.py ``_do_receiving``). Here it waits with backoff, quietly; redis-py's ``PubSub``
+  reconnects on the next read and subscribes again to every channel it had
+  (redis/asyncio/client.py ``PubSub._execute`` and ``on_connect``). Every reconnect of the
+  subscriber connection, a short blip that the connection's retries hid included, hands
+  every local channel one ``{"type": EVENT_RECONNECTED}``: events may have been missed, and
+  consumers answer it by re-reading their jobs (``realtime.consumers``).
+- **Subscribed means subscribed.** ``group_add`` returns once Redis confirmed the
+  ``SUBSCRIBE`` (the stock layer returns once it was written), so an event published after a
+  consumer joined and then read its snapshot cannot be missed.
+- **Bounded queues.** A local channel holds at most ``capacity`` events (default
+  :data:`CAPACITY`); more are dropped, as the list layer's ``capacity`` did, instead of
+  growing without bound behind a consumer that stopped reading (the stock queues are
+  unbounded, and a full one would stall the receive loop).
+- **Pools that wait.** Publishing uses redis-py's ``BlockingConnectionPool`` (up to
+  :data:`POOL_MAX_CONNECTIONS`, waiting up to :data:`POOL_WAIT_S` for a free connection)
+  where the stock pool raises ``MaxConnectionsError``, and connections retry a command on a
+  fresh connection after a connection error.
 """
 
 from __future__ import annotations
@@ -25,8 +39,12 @@ import logging
 import time
 from typing import Any, Final
 
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close, create_pool, decode_hosts
+from redis import asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,125 +52,229 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
-#: Event type a consumer receives after the layer lost Redis or Redis lost its data
-#: (handled by ``layer_reconnected``).
+#: Event type a consumer receives after the layer lost Redis (handled by ``layer_reconnected``).
 EVENT_RECONNECTED: Final = "layer.reconnected"
-#: ``socket_timeout`` of the layer's Redis connections, seconds: above the 5 s BZPOPMIN of
-#: ``RedisChannelLayer.brpop_timeout``, so an idle receive never times out on the socket.
-SOCKET_TIMEOUT_S: Final = 5 * 3
-#: Seconds between two checks of the marker key (at most one SET per process per period).
-MARKER_CHECK_S: Final = 2.0
-#: The marker expires after this many seconds without a check (a web process that is gone
-#: leaves no key behind for long); a process that received nothing for as long reads its
-#: expiry as lost data once, which costs one harmless resync.
-MARKER_TTL_S: Final = 24 * 3600
+#: Events one local channel holds before further ones are dropped.
+CAPACITY: Final = 200
+#: ``socket_timeout`` of the layer's connections, seconds.
+SOCKET_TIMEOUT_S: Final = 15
+#: redis-py pings an idle subscriber connection this often, seconds, so a connection that
+#: died silently (a NAT or a failover dropped it) is noticed.
+HEALTH_CHECK_S: Final = 10
+#: How long the receive loop waits for a message before it checks its state again, seconds.
+RECEIVE_POLL_S: Final = 1.0
+#: Longest wait for Redis to confirm a ``SUBSCRIBE``, seconds (then ``group_add`` returns anyway).
+SUBSCRIBE_CONFIRM_S: Final = 5.0
 #: Backoff while Redis does not answer, seconds: first and longest wait.
-RETRY_FIRST_S: Final = 0.2
-RETRY_MAX_S: Final = 5.0
+RETRY_FIRST_S: Final = 0.1
+RETRY_MAX_S: Final = 2.0
 #: Retries of a command on a fresh connection after a connection error.
 RECONNECT_RETRIES: Final = 3
 #: What redis-py raises when the server is away.
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
-#: Connections of one host's pool in one process (redis-py's own default).
+#: Connections of one host's publishing pool in one process (redis-py's own default).
 POOL_MAX_CONNECTIONS: Final = 100
 #: Seconds a command waits for a free pooled connection before it fails.
 POOL_WAIT_S: Final = 10.0
 
 
-class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
-    """``RedisChannelLayer`` whose ``receive`` survives Redis outages and data loss.
+class ResilientPubSubChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
+    """``RedisPubSubChannelLayer`` that survives Redis outages (module docstring).
 
-    Same configuration as the stock layer. ``outages`` counts the losses this process saw
-    (an outage, or a marker found missing); each local channel gets one
-    ``{"type": EVENT_RECONNECTED}`` per loss, from its next ``receive``.
+    Configuration: ``hosts`` (as channels-redis: URLs or dicts of connection options),
+    ``prefix``, ``capacity`` (events a local channel holds, default :data:`CAPACITY`).
+    ``outages`` counts the outages this process recovered from; ``dropped`` the events
+    dropped because a local channel was full.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, capacity: int = CAPACITY, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for host in self.hosts:  # the connection kwargs of each host (channels_redis/utils.py decode_hosts)
-            host.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
-            # channels-redis builds its pools with ConnectionPool.from_url, whose connections
-            # retry nothing (redis/asyncio/connection.py: Retry(NoBackoff(), 0) unless
-            # retry_on_error is given): after a Redis restart, every pooled connection would
-            # fail its next command once. Retry on a fresh connection instead.
-            host.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
-            host.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), RECONNECT_RETRIES))
+        self.capacity = capacity
         self.outages = 0
-        self._told: dict[str, int] = {}
-        self._marker = f"{self.prefix}:alive:{self.client_prefix}"
-        self._marker_set = False
-        self._marker_checked = 0.0
+        self.dropped = 0
 
-    def create_pool(self, index: int) -> Any:
-        """The stock pool of host ``index`` (channels_redis/core.py ``create_pool``), but one that
-        waits up to ``POOL_WAIT_S`` for a free connection once ``max_connections`` (default
-        ``POOL_MAX_CONNECTIONS``) are in use. The stock ``ConnectionPool`` raises
-        ``MaxConnectionsError`` there (redis-py 8: redis/asyncio/connection.py, 100 by default),
-        and a burst of viewers subscribing at once answered ``internal``. Sentinel hosts keep
-        the stock pool."""
-        host = dict(self.hosts[index])
-        if "address" not in host:
-            return super().create_pool(index)
-        address = host.pop("address")
-        host.setdefault("max_connections", POOL_MAX_CONNECTIONS)
-        host.setdefault("timeout", POOL_WAIT_S)
-        return BlockingConnectionPool.from_url(address, **host)
-
-    async def receive(self, channel: str) -> dict[str, Any]:
-        """The next message of ``channel``, or :data:`EVENT_RECONNECTED` once after a loss."""
-        if self._told.setdefault(channel, self.outages) < self.outages:
-            self._told[channel] = self.outages
-            return {"type": EVENT_RECONNECTED}
+    def _get_layer(self) -> _LoopLayer:
+        # pubsub.py RedisPubSubChannelLayer._get_layer, with this module's loop layer.
+        loop = asyncio.get_running_loop()
         try:
-            message: dict[str, Any] = await super().receive(channel)
-        except asyncio.CancelledError:
-            self._told.pop(channel, None)  # the consumer is gone
+            layer: _LoopLayer = self._layers[loop]
+        except KeyError:
+            layer = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
+
+
+class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
+    """One event loop's layer: bounded queues, and shards that survive outages."""
+
+    def __init__(self, hosts: Any = None, *args: Any, channel_layer: ResilientPubSubChannelLayer, **kwargs: Any):
+        super().__init__(hosts, *args, channel_layer=channel_layer, **kwargs)
+        self.outer = channel_layer
+        self._shards = [_Shard(_with_defaults(host), self) for host in decode_hosts(hosts)]
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        self.channels[channel] = asyncio.Queue(maxsize=self.outer.capacity)
+        await self._get_shard(channel).subscribe(channel)
+
+    async def receive(self, channel: str) -> Any:
+        """The next message of ``channel`` (pubsub.py ``receive``). A receive cancelled because
+        its consumer left (or the process is stopping: Ctrl-C in ``manage.py jobs --watch``)
+        forgets the channel and unsubscribes it; a failure of that unsubscribe is logged at
+        debug level, where the stock layer logs it with a traceback."""
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        try:
+            message = await self.channels[channel].get()
+        except (asyncio.CancelledError, TimeoutError, GeneratorExit):
+            if self.channels.pop(channel, None) is not None:
+                try:
+                    await self._get_shard(channel).unsubscribe(channel)
+                except BaseException as exc:  # the cancellation being handled is the one raised
+                    logger.debug("channel layer: unsubscribe of %s after cancel failed: %r", channel, exc)
             raise
-        if message.get("type") == EVENT_RECONNECTED:
-            self._told[channel] = self.outages
-        return message
+        return self.outer.deserialize(message)
 
-    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:
-        """The stock BZPOPMIN (run by whichever local receiver holds the receive lock), plus:
-        wait out an outage, and check the marker; after a loss, return one message for every
-        local channel (the ``__asgi_channel__`` list form the stock layer uses for groups)."""
-        try:
-            await self._check_marker(index)
-            return await super()._brpop_with_clean(index, channel, timeout)
-        except REDIS_ERRORS as exc:
-            await self._wait_for_redis(index, exc)
-        return self._reconnected_message()
-
-    async def _check_marker(self, index: int) -> None:
-        now = time.monotonic()
-        if now - self._marker_checked < MARKER_CHECK_S:
+    def put(self, channel: str, data: bytes) -> None:
+        """Queue ``data`` for local ``channel``; dropped (and counted) when its queue is full."""
+        queue = self.channels.get(channel)
+        if queue is None:
             return
-        self._marker_checked = now
-        # One command: refresh the marker and learn whether it was there (SET ... GET).
-        previous = await self.connection(index).set(self._marker, 1, ex=MARKER_TTL_S, get=True)
-        if previous is None and self._marker_set:
-            logger.warning("channel layer: Redis lost its data (restart or flush); consumers rejoin their groups")
-            raise RedisConnectionError("channel-layer marker key gone")
-        self._marker_set = True
+        try:
+            queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.outer.dropped += 1
+            logger.debug("channel layer: %s is full; event dropped", channel)
 
-    async def _wait_for_redis(self, index: int, exc: BaseException) -> None:
-        logger.warning("channel layer: Redis unreachable (%s); waiting for it", exc)
+    def reconnected(self) -> None:
+        """Hand every local channel one :data:`EVENT_RECONNECTED` (after an outage)."""
+        self.outer.outages += 1
+        event = self.outer.serialize({"type": EVENT_RECONNECTED})
+        for channel in list(self.channels):
+            self.put(channel, event)
+
+
+def _with_defaults(host: dict[str, Any]) -> dict[str, Any]:
+    host = dict(host)
+    host.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
+    host.setdefault("health_check_interval", HEALTH_CHECK_S)
+    # ConnectionPool.from_url's connections retry nothing (redis/asyncio/connection.py:
+    # Retry(NoBackoff(), 0) unless retry_on_error is given): after a Redis restart every
+    # pooled connection would fail its next command once.
+    host.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+    host.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), RECONNECT_RETRIES))
+    return host
+
+
+class _CountingPubSub(PubSub):
+    """redis-py's ``PubSub`` that counts the reconnects of its connection in ``connects``.
+    ``on_connect`` is the connection's connect callback, registered once the connection is
+    taken from the pool already connected (redis/asyncio/client.py:1283-1286, ``PubSub.connect``),
+    so it runs on reconnects only."""
+
+    connects = 0
+
+    async def on_connect(self, connection: Connection) -> None:
+        self.connects += 1
+        await super().on_connect(connection)
+
+
+class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
+    """The connection to one Redis host: a subscriber connection and a publishing pool."""
+
+    channel_layer: _LoopLayer
+    _redis: aioredis.Redis | None
+    _pubsub: _CountingPubSub | None
+
+    def __init__(self, host: dict[str, Any], channel_layer: _LoopLayer) -> None:
+        super().__init__(host, channel_layer)
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._lost_at: float | None = None
+        self._connects_seen = 0
+
+    def _ensure_redis(self) -> None:
+        if self._redis is None:
+            self._redis = aioredis.Redis(connection_pool=_pool(self.host))
+            self._pubsub = _CountingPubSub(self._redis.connection_pool)
+
+    async def subscribe(self, channel: str) -> None:
+        """``SUBSCRIBE`` to ``channel`` once, and return when Redis confirmed it (or after
+        ``SUBSCRIBE_CONFIRM_S``)."""
+        async with self._lock:
+            if channel not in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                self._confirmations[channel] = asyncio.get_running_loop().create_future()
+                assert self._pubsub is not None
+                await self._pubsub.subscribe(channel)
+                self._subscribed_to.add(channel)
+        confirmed = self._confirmations.get(channel)
+        if confirmed is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_CONFIRM_S)
+        except TimeoutError:
+            logger.warning("channel layer: SUBSCRIBE %s not confirmed in %.0f s", channel, SUBSCRIBE_CONFIRM_S)
+
+    async def _do_receiving(self) -> None:
         delay = RETRY_FIRST_S
-        started = time.monotonic()
         while True:
-            await asyncio.sleep(delay)
             try:
-                await self.connection(index).set(self._marker, 1, ex=MARKER_TTL_S)
-            except REDIS_ERRORS:
+                if not (self._pubsub and self._pubsub.subscribed):
+                    await asyncio.sleep(RECEIVE_POLL_S / 10)
+                    continue
+                message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=RECEIVE_POLL_S)
+            except REDIS_ERRORS as exc:
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                    logger.warning("channel layer: Redis unreachable (%s); waiting for it", exc)
+                await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
                 continue
-            break
-        self._marker_set = True
-        self._marker_checked = time.monotonic()
-        self.outages += 1
-        logger.warning("channel layer: Redis answers again after %.1f s; consumers rejoin", time.monotonic() - started)
+            delay = RETRY_FIRST_S
+            self._note_reconnects()
+            if message is not None:
+                self._handle(message)
 
-    def _reconnected_message(self) -> bytes:
-        waiting = list(self.receive_buffer)
-        message = {"type": EVENT_RECONNECTED, "__asgi_channel__": waiting}
-        return bytes(self.serialize(message))
+    def _note_reconnects(self) -> None:
+        """After a read: when the subscriber connection reconnected since the last read,
+        tell every local channel."""
+        assert self._pubsub is not None
+        connects = self._pubsub.connects
+        if connects <= self._connects_seen:
+            return
+        self._connects_seen = connects
+        down_s = 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
+        self._lost_at = None
+        logger.warning("channel layer: Redis connection back after %.1f s; consumers resync", down_s)
+        self.channel_layer.reconnected()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        kind = message["type"]
+        if kind == "subscribe":
+            confirmed = self._confirmations.pop(name, None)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == "message":
+            layer = self.channel_layer
+            if name in layer.channels:
+                layer.put(name, message["data"])
+            else:
+                for channel in layer.groups.get(name, ()):
+                    layer.put(channel, message["data"])
+
+
+def _pool(host: dict[str, Any]) -> Any:
+    """The publishing pool of ``host``: a ``BlockingConnectionPool`` for an ``address``
+    (channels_redis/utils.py ``create_pool`` makes a plain ``ConnectionPool``, which raises
+    ``MaxConnectionsError`` when all are in use); sentinel hosts keep the stock pool."""
+    if "address" not in host:
+        return create_pool(host)
+    options = dict(host)
+    address = options.pop("address")
+    options.setdefault("max_connections", POOL_MAX_CONNECTIONS)
+    options.setdefault("timeout", POOL_WAIT_S)
+    return BlockingConnectionPool.from_url(address, **options)

@@ -162,7 +162,8 @@ def log_has_traceback(stack: Stack, name: str) -> list[str]:
 async def test_idle_sockets_stay_open_past_three_blocking_periods(demo: HttpSession, fault_stack: Stack) -> None:
     tracebacks_before = len(log_has_traceback(fault_stack, "web"))
     viewers = [await Viewer.open(demo) for _ in range(3)]
-    # 16 s idle: more than three of channels-redis' 5 s BZPOPMIN periods.
+    # 16 s idle: longer than the layer's 15 s socket timeout and three of the list layer's
+    # 5 s BZPOPMIN periods (which dropped idle sockets every 5 s before realtime/layers.py).
     got = await asyncio.gather(*(v.frames_during(16) for v in viewers))
     assert got == [[], [], []]
     for viewer in viewers:

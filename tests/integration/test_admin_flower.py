@@ -283,14 +283,18 @@ def flower_get(stack: Stack, path: str) -> Any:
 
 def flower_tasks_of(stack: Stack, job_id: str) -> dict[str, dict[str, Any]]:
     """Flower's tasks whose arguments or result hold ``job_id`` (its ``run_job``, and the
-    ``poll_tick``s that polled it: they return the ids they polled), once both ended."""
+    ``poll_tick``s that polled it: they return the ids they polled), once both ended and two
+    reads half a second apart agree (the events of the job's last ticks may still be on
+    their way to Flower when its final frame arrived)."""
     query = urllib.parse.urlencode({"search": job_id, "limit": 1000})
     deadline = time.monotonic() + WAIT_S
+    previous: set[str] = set()
     while True:
         tasks: dict[str, dict[str, Any]] = flower_get(stack, f"/api/tasks?{query}")
         ended = {t["name"] for t in tasks.values() if t["state"] == "SUCCESS"}
-        if {RUN_JOB, POLL_TICK} <= ended or time.monotonic() > deadline:
+        if ({RUN_JOB, POLL_TICK} <= ended and set(tasks) == previous) or time.monotonic() > deadline:
             return tasks
+        previous = set(tasks)
         time.sleep(0.5)
 
 

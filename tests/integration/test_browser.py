@@ -599,6 +599,7 @@ def test_dashboard_and_job_page_pass_axe(page: Any, stack: Stack) -> None:
     page.wait_for_selector("#conn-status[data-state=connected]")
     assert_accessible(page, "a failed job's page")
     page.goto(f"{stack.http_url}/jobs/{running}/")
+    page.wait_for_selector("#conn-status[data-state=connected]")  # else the page says "Not connected"
     page.locator("button.job-cancel").click()
     page.get_by_role("button", name="Cancel job").click()
     wait_state(page, running, "cancelled")

@@ -1,67 +1,121 @@
-"""The channel layer against a real Redis (the test database of REDIS_URL): lost data is
-noticed and every local receiver hears it once, then messages flow again."""
+"""The channel layer against a real Redis: a private ``redis-server`` for the restart and the
+command counts, the test database of REDIS_URL otherwise."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aredis
-from channels_redis.core import RedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
-from redis.exceptions import MaxConnectionsError
 
-from realtime.layers import EVENT_RECONNECTED, ResilientRedisChannelLayer
+from proj.localredis import RedisHandle, start_embedded
+from realtime.layers import EVENT_RECONNECTED, ResilientPubSubChannelLayer
 from tests.waiting import wait_for_async
 
 
-async def test_a_flushed_redis_is_noticed_and_each_receiver_hears_it_once() -> None:
-    layer = ResilientRedisChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix="test-layer")
-    client = aredis.Redis.from_url(os.environ["REDIS_URL"])
+@pytest.fixture
+async def private_redis() -> AsyncIterator[RedisHandle]:
+    handle = start_embedded()
+    yield handle
+    handle.stop()
+
+
+def port_of(handle: RedisHandle) -> int:
+    return int(handle.url.rsplit(":", 1)[1].split("/")[0])
+
+
+async def command_calls(url: str, command: str) -> int:
+    client = aredis.Redis.from_url(url)
     try:
-        first, second = await layer.new_channel(), await layer.new_channel()
-        receiving = [asyncio.ensure_future(layer.receive(first)), asyncio.ensure_future(layer.receive(second))]
-
-        async def marker_set() -> int:
-            return int(await client.exists(layer._marker))
-
-        await wait_for_async(marker_set, 5, desc="the layer's marker key")
-        await client.flushdb()  # what a Redis restart without persistence leaves
-        heard = await asyncio.wait_for(asyncio.gather(*receiving), 10)
-        assert heard == [{"type": EVENT_RECONNECTED}, {"type": EVENT_RECONNECTED}]
-        assert layer.outages == 1
-        await layer.send(first, {"type": "after.loss"})
-        assert await asyncio.wait_for(layer.receive(first), 5) == {"type": "after.loss"}  # once only
+        stats = await client.info("commandstats")
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
     finally:
-        await layer.flush()
         await client.aclose()
 
 
-async def test_more_concurrent_commands_than_connections_wait_for_one_instead_of_failing() -> None:
-    # 180 viewers subscribing at once got "internal": the stock pool raises MaxConnectionsError.
-    url = os.environ["REDIS_URL"]
-    stock = RedisChannelLayer(hosts=[{"address": url, "max_connections": 2}], prefix="test-stock")
-    layer = ResilientRedisChannelLayer(hosts=[{"address": url, "max_connections": 2}], prefix="test-pool")
+async def test_a_redis_restart_is_survived_and_each_receiver_hears_it_once(private_redis: RedisHandle) -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[private_redis.url], prefix="test-layer")
+    handle = private_redis
     try:
-        with pytest.raises(MaxConnectionsError):
-            await asyncio.gather(*(stock.group_add("g", f"c{n}") for n in range(40)))
-        await asyncio.gather(*(layer.group_add("g", f"c{n}") for n in range(40)))
-        client = aredis.Redis.from_url(url)
-        try:
-            assert await client.zcard("test-pool:group:g") == 40
-        finally:
-            await client.aclose()
-        pool = layer.connection(0).connection_pool
-        assert isinstance(pool, BlockingConnectionPool)
-        assert pool.max_connections == 2
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add("g", first)
+        receiving = [asyncio.ensure_future(layer.receive(first)), asyncio.ensure_future(layer.receive(second))]
+        handle.stop()  # Redis restarts empty: no persistence
+        handle = start_embedded(port=port_of(private_redis))
+        assert port_of(handle) == port_of(private_redis), "the port was taken meanwhile"
+        heard = await asyncio.wait_for(asyncio.gather(*receiving), 20)
+        assert heard == [{"type": EVENT_RECONNECTED}, {"type": EVENT_RECONNECTED}]
+        assert layer.outages == 1
+        # The subscriptions came back with the connection: the group still reaches its member.
+        await layer.group_send("g", {"type": "after.restart"})
+        assert await asyncio.wait_for(layer.receive(first), 5) == {"type": "after.restart"}  # once only
     finally:
-        await stock.flush()
+        await layer.flush()
+        handle.stop()
+
+
+async def test_a_joined_channel_gets_every_event_published_after_group_add_returns() -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix="test-confirm")
+    publisher = ResilientPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix="test-confirm")
+    try:
+        channel = await layer.new_channel()
+        for n in range(50):  # a new group each time: each group_add is a new SUBSCRIBE
+            await layer.group_add(f"g{n}", channel)
+            await publisher.group_send(f"g{n}", {"type": "event", "n": n})
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(50)]
+        assert got == list(range(50))
+    finally:
+        await layer.flush()
+        await publisher.flush()
+
+
+async def test_one_event_to_a_group_of_100_local_channels_is_one_publish(private_redis: RedisHandle) -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[private_redis.url], prefix="test-fanout")
+    try:
+        channels = [await layer.new_channel() for _ in range(100)]
+        for channel in channels:
+            await layer.group_add("job", channel)
+        before = await command_calls(private_redis.url, "publish")
+        await layer.group_send("job", {"type": "job.event", "seq": 7})
+        got = await asyncio.wait_for(asyncio.gather(*(layer.receive(c) for c in channels)), 5)
+        assert got == [{"type": "job.event", "seq": 7}] * 100
+        assert await command_calls(private_redis.url, "publish") - before == 1
+    finally:
         await layer.flush()
 
 
-def test_the_layers_connections_outlast_the_5_s_blocking_read() -> None:
-    layer = ResilientRedisChannelLayer(hosts=["redis://127.0.0.1:6379/0"])
-    (host,) = layer.hosts
-    assert host["socket_timeout"] > layer.brpop_timeout
-    assert host["retry_on_error"]
+async def test_a_full_channel_drops_further_events_and_counts_them() -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix="test-capacity", capacity=3)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        for n in range(5):
+            await layer.group_send("g", {"type": "event", "n": n})
+
+        async def two_dropped() -> bool:
+            return bool(layer.dropped >= 2)
+
+        await wait_for_async(two_dropped, 5, desc="two events dropped")
+        assert layer.dropped == 2
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+    finally:
+        await layer.flush()
+
+
+async def test_publishing_uses_a_pool_that_waits_for_a_free_connection() -> None:
+    url = os.environ["REDIS_URL"]
+    layer = ResilientPubSubChannelLayer(hosts=[{"address": url, "max_connections": 2}], prefix="test-pool")
+    try:
+        await asyncio.gather(*(layer.group_send(f"g{n}", {"type": "event"}) for n in range(40)))
+        (shard,) = layer._get_layer()._shards
+        pool = shard._redis.connection_pool
+        assert isinstance(pool, BlockingConnectionPool)
+        assert pool.max_connections == 2
+        assert pool.connection_kwargs["socket_timeout"] > 0
+        assert pool.connection_kwargs["retry_on_error"]
+    finally:
+        await layer.flush()
