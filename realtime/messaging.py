@@ -118,18 +118,29 @@ def send_job_event(job: dict[str, Any]) -> None:
     send is logged and dropped: the database row is the truth and a client that
     resubscribes gets the snapshot (DESIGN.md "Celery rules").
     """
-    group = job_group(job["id"])
-    event = job_event(job)
+    send_job_events([job])
+
+
+def send_job_events(jobs: list[dict[str, Any]]) -> None:
+    """Send job snapshots, each to its job's group, in order, in one hand-over to the channel
+    layer's event loop (a tick's batch); never raises. A failed send is logged and dropped,
+    as in :func:`send_job_event`; the sends after it are still made."""
     layer = get_channel_layer()
     if layer is None:
-        logger.warning("no channel layer configured; event for %s not sent", group)
+        logger.warning("no channel layer configured; %s job events not sent", len(jobs))
         return
-    try:
-        if _use_worker_loop:
-            _get_worker_loop().run(layer.group_send(group, event), SEND_TIMEOUT_S)
-        else:
-            async_to_sync(layer.group_send)(group, event)
-    except REDIS_ERRORS as exc:
-        logger.warning("group_send to %s failed (%s); clients catch up from the snapshot", group, exc)
-    except Exception:
-        logger.exception("group_send to %s failed; clients catch up from the snapshot", group)
+    if _use_worker_loop:
+        _get_worker_loop().run(_send_all(layer, jobs), SEND_TIMEOUT_S * max(1, len(jobs) // 100 + 1))
+    else:
+        async_to_sync(_send_all)(layer, jobs)
+
+
+async def _send_all(layer: Any, jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        group = job_group(job["id"])
+        try:
+            await layer.group_send(group, job_event(job))
+        except REDIS_ERRORS as exc:
+            logger.warning("group_send to %s failed (%s); clients catch up from the snapshot", group, exc)
+        except Exception:
+            logger.exception("group_send to %s failed; clients catch up from the snapshot", group)

@@ -22,9 +22,12 @@ The changes a kind's work task makes (its attempt's claim, heartbeat and outcome
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any, Final, TypeGuard
 
 from celery import current_app
@@ -32,6 +35,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from realtime import messaging
@@ -54,10 +58,33 @@ TASK_POLL_JOB: Final = "tasks_app.poll_job"
 ERROR_MAX_CHARS: Final = 2000
 
 
+#: Snapshots gathered by :func:`publishing_together` (None: each publish sends on its own).
+_together: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("together", default=None)
+
+
 def publish(job: Job) -> None:
     """Send the job's snapshot, as it is now, once the current transaction commits."""
     snapshot = job_snapshot(job)
+    gathered = _together.get()
+    if gathered is not None:
+        gathered.append(snapshot)
+        return
     transaction.on_commit(lambda: messaging.send_job_event(snapshot))
+
+
+@contextlib.contextmanager
+def publishing_together() -> Iterator[None]:
+    """Inside a transaction: the snapshots :func:`publish` takes meanwhile leave together, in
+    the order taken, once the transaction commits (``messaging.send_job_events``: one hand-over
+    to the channel layer's loop for a tick's batch instead of one per frame)."""
+    gathered: list[dict[str, Any]] = []
+    token = _together.set(gathered)
+    try:
+        yield
+    finally:
+        _together.reset(token)
+        if gathered:
+            transaction.on_commit(lambda: messaging.send_job_events(gathered))
 
 
 def send_after_commit(name: str, args: list[Any], **options: Any) -> None:
@@ -235,14 +262,14 @@ def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
         if kind.observes:
             seen = job
         else:
-            _poll_locked(job, kind, poll_seq, seen_state=job.state, observation=None)
+            _save(job, _poll_locked(job, kind, poll_seq, seen_state=job.state, observation=None))
     if seen is None:
         return
     observation = kind.observe(seen, timezone.now())
     with transaction.atomic():
         job = locked(job_id)
         if _poll_due(job, poll_seq):
-            _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation)
+            _save(job, _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation))
 
 
 def job_poll_tick(*, tick: dt.datetime) -> list[str]:
@@ -251,10 +278,12 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
     task's result).
 
     Jobs are taken in batches of ``PROGRESS_TICK_BATCH``, each batch in one transaction
-    with one locked read of its rows and one read of the kinds' observations
-    (``JobKind.prefetch``); each job is then polled as ``job_poll`` polls it, fenced by
-    the ``poll_seq`` the select saw, so a duplicate tick, or a tick racing a ``poll_job``,
-    polls no job twice. Frames and the next ticks leave after each batch's commit.
+    with one locked read of its rows, one read of the kinds' observations
+    (``JobKind.prefetch``) and one ``executemany`` UPDATE per set of changed fields
+    (:func:`_save_many`); each job is polled as ``job_poll`` polls it, fenced by the
+    ``poll_seq`` the select saw, so a duplicate tick, or a tick racing a ``poll_job``, polls
+    no job twice. Frames leave after each batch's commit, in one hand-over to the channel
+    layer (``messaging.send_job_events``), and so do the next ticks.
     """
     due = list(
         Job.objects.filter(state__in=POLLED_STATES, poll_due_at__lte=tick)
@@ -265,7 +294,7 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
     size = int(settings.PROGRESS_TICK_BATCH)
     for start in range(0, len(due), size):
         expected = dict(due[start : start + size])
-        with transaction.atomic():
+        with transaction.atomic(), publishing_together():
             jobs = [
                 job
                 for job in Job.objects.select_for_update().filter(pk__in=expected).order_by("pk")
@@ -274,13 +303,49 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
             by_kind: dict[str, list[Job]] = {}
             for job in jobs:
                 by_kind.setdefault(job.kind, []).append(job)
+            saves: list[tuple[Job, tuple[str, ...]]] = []
             for name, of_kind in by_kind.items():
                 kind = get_kind(name)
                 observations = kind.prefetch(of_kind)
                 for job in of_kind:
-                    _poll_locked(job, kind, job.poll_seq, seen_state=job.state, observation=observations.get(job.id))
+                    seen = observations.get(job.id)
+                    fields = _poll_locked(job, kind, job.poll_seq, seen_state=job.state, observation=seen)
+                    saves.append((job, fields))
                     polled.append(str(job.id))
+            _save_many(saves)
     return polled
+
+
+def _save(job: Job, fields: tuple[str, ...]) -> None:
+    if fields:
+        job.save(update_fields=fields)
+
+
+def _save_many(saves: list[tuple[Job, tuple[str, ...]]]) -> None:
+    """UPDATE each job's ``fields`` (``()``: nothing to save), one ``executemany`` per set of
+    fields. The ORM's ``save(update_fields=...)`` built a query per job: half of a tick's CPU
+    (py-spy, ``tests/bench_poll.py --tick 100``). Values go through each field's
+    ``get_db_prep_save``, as ``save`` does; ``Job`` has no ``auto_now`` field or save signal."""
+    by_fields: dict[tuple[str, ...], list[Job]] = {}
+    for job, fields in saves:
+        if fields:
+            by_fields.setdefault(tuple(sorted(fields)), []).append(job)
+    if not by_fields:
+        return
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = Job._meta
+    with connection.cursor() as cursor:
+        for names, jobs in by_fields.items():
+            columns = [field for name in names if isinstance(field := meta.get_field(name), Field)]
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+            sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+            rows = [
+                [field.get_db_prep_save(getattr(job, field.attname), connection) for field in columns]
+                + [meta.pk.get_db_prep_value(job.pk, connection)]
+                for job in jobs
+            ]
+            cursor.executemany(sql, rows)
 
 
 def _poll_due(job: Job | None, poll_seq: int) -> TypeGuard[Job]:
@@ -298,9 +363,11 @@ POLLED_STATES: Final = (JobState.RUNNING, JobState.CANCELLING)
 _CLAIM_FIELDS: Final = ("poll_seq", "chain_at", "poll_due_at")
 
 
-def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, observation: Any) -> None:
-    """The poll of a row-locked ``job`` whose ``poll_seq`` is due: claim it, then end, save
-    and send, or schedule the next poll. ``seen_state`` is the state the observation saw."""
+def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, observation: Any) -> tuple[str, ...]:
+    """The poll of a row-locked ``job`` whose ``poll_seq`` is due: claim it, then end, or
+    send and schedule the next poll. ``seen_state`` is the state the observation saw.
+    Returns the fields the caller saves in the same transaction (``()`` when the job ended:
+    ``_finish`` saved it)."""
     now = timezone.now()
     job.poll_seq, job.chain_at = poll_seq + 1, now
     if job.state == JobState.CANCELLING:
@@ -308,35 +375,34 @@ def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, obs
         # from the poll (remote: DELETE) confirms here once it did.
         if seen_state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
             _finish(job, JobState.CANCELLED)
-        else:
-            schedule_poll(job, int(settings.PROGRESS_POLL_INTERVAL_MS))
-            job.save(update_fields=_CLAIM_FIELDS)
-        return
+            return ()
+        schedule_poll(job, int(settings.PROGRESS_POLL_INTERVAL_MS))
+        return _CLAIM_FIELDS
     over = _over_time_limit(job, now)
     if over is not None:
         kind.stop(job)
         job.error = time_limit_message(over)
         _finish(job, JobState.FAILED)
-        return
+        return ()
     reading = kind.read(job, now, observation)
     changed = reading.progress is not None and apply_progress(job, reading.progress)
     changed = _apply_kind_state(job, reading) or changed
     if reading.succeeded:
         job.result = reading.result
         _finish(job, JobState.SUCCEEDED)
-    elif reading.failed:
+        return ()
+    if reading.failed:
         job.error = reading.error[:ERROR_MAX_CHARS]
         _finish(job, JobState.FAILED)
-    else:
-        schedule_poll(job, kind.next_poll_in_ms(job, now))
-        if changed:
-            job.seq += 1
-            job.save(update_fields=[*_PROGRESS_FIELDS, "kind_state", "seq", *_CLAIM_FIELDS])
-            publish(job)
-        elif reading.kind_state is not None:
-            job.save(update_fields=["kind_state", *_CLAIM_FIELDS])
-        else:
-            job.save(update_fields=_CLAIM_FIELDS)
+        return ()
+    schedule_poll(job, kind.next_poll_in_ms(job, now))
+    if changed:
+        job.seq += 1
+        publish(job)
+        return (*_PROGRESS_FIELDS, "kind_state", "seq", *_CLAIM_FIELDS)
+    if reading.kind_state is not None:
+        return ("kind_state", *_CLAIM_FIELDS)
+    return _CLAIM_FIELDS
 
 
 #: Fields a progress change writes.

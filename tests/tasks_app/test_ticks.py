@@ -68,6 +68,13 @@ def test_a_tick_polls_every_due_job_and_no_other_then_arms_their_next_ticks(user
     assert sorted(polled) == sorted(str(j.id) for j in jobs[:2])
     assert [Job.objects.get(pk=j.pk).poll_seq for j in jobs] == [1, 1, 0]
     assert len(frames(memory_layer)) == 2  # the "started" message became progress 0 of 100
+    for job in jobs[:2]:  # saved with executemany: JSON and datetime fields read back as saved
+        job.refresh_from_db()
+        assert job.progress_message == "step 0 of 10"
+        assert isinstance(job.progress_samples, list)
+        assert job.kind_state == {}
+        assert job.poll_due_at is not None
+        assert job.poll_due_at > now
     for job in jobs[:2]:
         assert_next_poll_armed(job, broker)
     assert services.job_poll_tick(tick=now) == [], "a duplicate tick polls nothing"
