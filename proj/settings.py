@@ -141,6 +141,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
         }
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection pool per process (Django 5.1+, psycopg_pool): with CONN_MAX_AGE 0 every
+    # database_sync_to_async call of the web process, so every handshake and job.start,
+    # opened a new PostgreSQL connection, and 500 job.starts at once timed out (make bench).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "pool", {"min_size": 1, "max_size": _env_int("DATABASE_POOL_MAX", 10, minimum=1), "timeout": 10}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")

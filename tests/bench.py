@@ -332,7 +332,8 @@ async def main(stack: Stack, redis_pid: int) -> None:
     print("conditions:")
     print(f"  machine: {os.cpu_count()} cores, {platform.platform()}, Python {sys.version.split()[0]}")
     print(
-        "  stack: every Procfile process, SQLite (WAL), "
+        "  stack: every Procfile process, "
+        f"{'PostgreSQL' if stack.env['DATABASE_URL'].startswith('postgres') else 'SQLite (WAL)'}, "
         f"Redis {counter.info('server')['redis_version']} on loopback, PROGRESS_POLL_INTERVAL_MS=200, "
         f"PROGRESS_TICK_MS={stack.env.get('PROGRESS_TICK_MS', 25)}"
     )

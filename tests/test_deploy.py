@@ -172,3 +172,25 @@ def test_demo_user_refuses_the_default_password_without_debug(settings):
     user = get_user_model().objects.get(username=settings.DEMO_USERNAME)
     assert user.is_superuser
     assert user.check_password("a-real-password-1")
+
+
+def test_postgresql_gets_a_connection_pool_per_process():
+    """Every process pools its PostgreSQL connections (Django's ``pool`` option); Celery's
+    Django fixup closes the pool of a prefork child (celery/fixups/django.py:231-234)."""
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": "postgres://u@127.0.0.1:5432/db",
+        "DATABASE_POOL_MAX": "7",
+    }
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['pool'])"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "proj.settings", "DJANGO_ENV_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'min_size': 1, 'max_size': 7, 'timeout': 10}"
