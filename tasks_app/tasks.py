@@ -12,13 +12,11 @@ import logging
 from typing import Any, Final
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init
 from django.db import InterfaceError as DbInterfaceError
 from django.db import OperationalError as DbOperationalError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from realtime import messaging
 from tasks_app import services, supervisor, ticks
 
 #: Celery task names of the supervisor's periodic tasks (schedule in ``celeryconfig``).
@@ -37,13 +35,6 @@ _RETRY: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 10,
 }
-
-
-@worker_init.connect
-@worker_process_init.connect
-def _send_through_one_loop(**kwargs: Any) -> None:
-    # See realtime.messaging: one event loop (one Redis pool) per worker process.
-    messaging.use_worker_loop()
 
 
 @shared_task(name=services.TASK_RUN_JOB, **_RETRY)

@@ -83,11 +83,9 @@ def tick(n: int, rounds: int = TICK_ROUNDS) -> None:
     from django.db.models import F
     from django.utils import timezone
 
-    from realtime import messaging
     from tasks_app import services
     from tasks_app.models import Job
 
-    messaging.use_worker_loop()  # as in a worker process (tasks_app.tasks)
     settings.JOBS_MAX_ACTIVE_PER_USER = n
     owner = User.objects.create(username="bench-tick")
     ids = []

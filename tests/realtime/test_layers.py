@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 from redis.asyncio import BlockingConnectionPool
 
 from proj.localredis import RedisHandle, start_embedded
-from realtime.layers import EVENT_RECONNECTED, ResilientPubSubChannelLayer
+from realtime.layers import EVENT_RECONNECTED, REDIS_ERRORS, ResilientPubSubChannelLayer
 from tests.waiting import wait_for_async
 
 
@@ -119,3 +119,50 @@ async def test_publishing_uses_a_pool_that_waits_for_a_free_connection() -> None
         assert pool.connection_kwargs["retry_on_error"]
     finally:
         await layer.flush()
+
+
+async def test_a_blocking_send_publishes_what_group_send_does_and_a_batch_goes_on_one_connection(
+    private_redis: RedisHandle,
+) -> None:
+    """``group_send_blocking`` from synchronous code (a worker): same wire format as
+    ``group_send`` (a member channel of the async layer reads it), in order, one pipeline."""
+    layer = ResilientPubSubChannelLayer(hosts=[private_redis.url], prefix="test-blocking")
+    sender = ResilientPubSubChannelLayer(hosts=[private_redis.url], prefix="test-blocking")
+    try:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add("a", first)
+        await layer.group_add("b", second)
+        client = aredis.Redis.from_url(private_redis.url)
+        connections_before = (await client.info("stats"))["total_connections_received"]
+        sends = [("a" if n % 2 == 0 else "b", {"type": "event", "n": n}) for n in range(100)]
+        await asyncio.to_thread(sender.group_send_blocking, sends)
+        await asyncio.to_thread(sender.group_send_blocking, [("a", {"type": "event", "n": 100})])
+        got_a = [(await asyncio.wait_for(layer.receive(first), 5))["n"] for _ in range(51)]
+        got_b = [(await asyncio.wait_for(layer.receive(second), 5))["n"] for _ in range(50)]
+        assert got_a == [*range(0, 100, 2), 100]
+        assert got_b == list(range(1, 100, 2))
+        opened = (await client.info("stats"))["total_connections_received"] - connections_before
+        assert opened == 1, f"{opened} connections for two blocking sends"
+        assert await command_calls(private_redis.url, "publish") == 101
+        await client.aclose()
+    finally:
+        await layer.flush()
+
+
+async def test_a_blocking_send_survives_a_redis_restart_and_fails_fast_while_it_is_down(
+    private_redis: RedisHandle,
+) -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[private_redis.url], prefix="test-blocking-restart")
+    handle = private_redis
+    try:
+        await asyncio.to_thread(layer.group_send_blocking, [("g", {"type": "event"})])
+        handle.stop()
+        with pytest.raises(REDIS_ERRORS):
+            await asyncio.to_thread(layer.group_send_blocking, [("g", {"type": "event"})])
+        handle = start_embedded(port=port_of(private_redis))
+        assert port_of(handle) == port_of(private_redis), "the port was taken meanwhile"
+        # The pooled connection died with the old server: the send reconnects and goes out.
+        await asyncio.to_thread(layer.group_send_blocking, [("g", {"type": "event"})])
+        assert await command_calls(handle.url, "publish") == 1
+    finally:
+        handle.stop()

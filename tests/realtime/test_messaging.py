@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -30,17 +32,21 @@ def test_frame_types_per_state():
 
 @pytest.fixture
 def redis_layer(settings):
+    """The project's channel layer (``proj.settings``) on the test Redis."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [os.environ["REDIS_URL"]]}}
+        "default": {
+            "BACKEND": "realtime.layers.ResilientPubSubChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": "test-messaging"},
+        }
     }
     channel_layers.backends.clear()
     yield channel_layers["default"]
     channel_layers.backends.clear()
 
 
-def test_worker_loop_reuses_one_redis_connection_for_many_sends(redis_layer, monkeypatch):
-    """The hot path of a Celery worker: 50 group_sends, not 50 new Redis connections."""
-    monkeypatch.setattr(messaging, "_use_worker_loop", True)
+def test_sends_from_sync_code_reuse_one_redis_connection(redis_layer):
+    """The hot path of a Celery worker: 50 sends, not 50 new Redis connections
+    (``async_to_sync(group_send)`` would open one per call: django/channels_redis#125)."""
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     job = {"id": str(uuid.uuid4()), "state": "running", "seq": 1}
     messaging.send_job_event(job)  # first send opens the pool
@@ -52,13 +58,38 @@ def test_worker_loop_reuses_one_redis_connection_for_many_sends(redis_layer, mon
     client.close()
 
 
-def test_plain_async_to_sync_would_open_a_connection_per_send(redis_layer, monkeypatch):
-    """Why the worker loop exists (django/channels_redis#125): the default path reconnects."""
-    monkeypatch.setattr(messaging, "_use_worker_loop", False)
+def test_a_batch_reaches_a_subscriber_in_order_in_the_layers_format(redis_layer):
+    jobs: list[dict[str, Any]] = [{"id": str(uuid.uuid4()), "state": "running", "seq": n} for n in range(3)]
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    job = {"id": str(uuid.uuid4()), "state": "running", "seq": 1}
-    before = client.info("stats")["total_connections_received"]
-    for seq in range(1, 11):
-        messaging.send_job_event({**job, "seq": seq})
-    assert client.info("stats")["total_connections_received"] - before >= 10
+    listener = client.pubsub()
+    names = [f"test-messaging__group__{messaging.job_group(job['id'])}" for job in jobs]
+    listener.subscribe(*names)
+    for _ in names:
+        assert listener.get_message(timeout=5)["type"] == "subscribe"
+    messaging.send_job_events(jobs)
+    got = [listener.get_message(timeout=5) for _ in jobs]
+    assert [message["channel"].decode() for message in got] == names
+    assert [redis_layer.deserialize(message["data"]) for message in got] == [messaging.job_event(job) for job in jobs]
+    listener.close()
     client.close()
+
+
+def test_a_send_while_redis_is_away_is_logged_not_raised(settings, caplog):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "realtime.layers.ResilientPubSubChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        messaging.send_job_events([{"id": str(uuid.uuid4()), "state": "running", "seq": 1}])
+    finally:
+        channel_layers.backends.clear()
+    assert "publishing 1 job events failed" in caplog.text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
