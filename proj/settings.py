@@ -134,6 +134,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # does not wait for fsync (https://www.sqlite.org/wal.html: a commit may be lost to a power
     # failure, never to a crash of the process; the database stays consistent). Each poll
     # commits, so this is most of its cost (make bench, README "Benchmarks").
+    # Connections kept for DATABASE_CONN_MAX_AGE seconds: with 0, every database_sync_to_async
+    # call of the web process (each handshake reads the session and the user, each subscribe
+    # the job) opened a new SQLite connection, 10 % of the web process's CPU in make bench's
+    # fan-out (py-spy). PostgreSQL has the pool below instead (Django refuses both).
+    DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 30,

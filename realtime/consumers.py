@@ -6,6 +6,7 @@ original demo's protocol at ``/prog/``. Neither sleeps, loops or does a job's wo
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -195,6 +196,24 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         raise NotImplementedError
 
 
+#: The last live frame encoded: ``(frame type, job object, JSON text)``. One job event reaches
+#: every socket of its group with the same job object (``realtime.layers`` decodes a group
+#: message once), so it is encoded once, not once per socket. The job object is held here, so
+#: its ``id()`` cannot be reused while the entry lives.
+_last_frame: tuple[str, dict[str, Any], str] = ("", {}, "")
+
+
+def _encoded_frame(frame_type: str, job: dict[str, Any]) -> str:
+    """The JSON text of the live frame ``{"type": frame_type, "job": job}`` (as ``send_json``
+    encodes it: ``json.dumps``), from :data:`_last_frame` when it is the same job object."""
+    global _last_frame
+    last_type, last_job, text = _last_frame
+    if last_job is not job or last_type != frame_type:
+        text = json.dumps({"type": frame_type, "job": job})
+        _last_frame = (frame_type, job, text)
+    return text
+
+
 class JobsConsumer(_FollowingConsumer):
     """Protocol v1 at ``/ws/jobs/`` (DESIGN.md "WebSocket protocol, version 1")."""
 
@@ -257,7 +276,7 @@ class JobsConsumer(_FollowingConsumer):
             await self.unfollow(job_id)
 
     async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:
-        await self.send_json({"type": frame_type, "job": job})
+        await self.send(text_data=_encoded_frame(frame_type, job))
 
 
 #: What ``/prog/`` starts: the original demo's work (step 3 every 200 ms).

@@ -164,6 +164,8 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
     def __init__(self, hosts: Any = None, *args: Any, channel_layer: ResilientPubSubChannelLayer, **kwargs: Any):
         super().__init__(hosts, *args, channel_layer=channel_layer, **kwargs)
         self.outer = channel_layer
+        self._last_data: bytes | None = None
+        self._last_message: dict[str, Any] = {}
         self._shards = [_Shard(_with_defaults(host), self) for host in decode_hosts(hosts)]
 
     async def _subscribe_to_channel(self, channel: str) -> None:
@@ -186,7 +188,18 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
                 except BaseException as exc:  # the cancellation being handled is the one raised
                     logger.debug("channel layer: unsubscribe of %s after cancel failed: %r", channel, exc)
             raise
-        return self.outer.deserialize(message)
+        return self._decoded(message)
+
+    def _decoded(self, data: bytes) -> dict[str, Any]:
+        """``data`` deserialized, decoded once for all the local channels of one group message:
+        the receive loop hands each of them the same bytes object (:meth:`put`), so the last one
+        decoded is remembered by identity. Each channel gets its own top-level dict; values
+        nested in it are shared by the channels of that message and must be treated as
+        read-only (Channels' consumers and ours only read them)."""
+        if data is not self._last_data:
+            self._last_message = self.outer.deserialize(data)
+            self._last_data = data
+        return dict(self._last_message)
 
     def put(self, channel: str, data: bytes) -> None:
         """Queue ``data`` for local ``channel``; dropped (and counted) when its queue is full."""

@@ -19,11 +19,12 @@ Figures:
   the ideal, start delay (``started_at`` minus the send of ``job.start``) p50/p99, jobs
   unfinished, CPU seconds per process per 1,000 delivered frames (psutil, with children), and
   Redis commands per delivered frame (``INFO commandstats`` of a private ``redis-server``).
-- fan-out: one job (10 events a second, 100 steps) to N sockets (``BENCH_FANOUT``, ``1,100,1000``):
-  latency of each frame (received minus when its step happened) p50/p99, frames delivered,
-  frames dropped (seqs a socket never got between its snapshot and the final frame), web CPU
-  and frames per web core-second; beside Redis ``PUBLISH`` to a plain ``websockets`` broadcast
-  server (``tests/bench_plain.py``) with the same N and rate, in the same run.
+- fan-out: one job's events (100, 10 a second) to N sockets (``BENCH_FANOUT``, ``1,100,1000``),
+  published by the bench into the channel layer (``group_send``, as a worker does) with their
+  send time: latency of each frame (received minus sent) p50/p99, frames delivered, frames
+  dropped (events a socket never got), web CPU and frames per web core-second; beside Redis
+  ``PUBLISH`` to a plain ``websockets`` broadcast server (``tests/bench_plain.py``) with the
+  same N and rate, in the same run. The poll's own staleness is the capacity table's.
 - idle sockets: ``BENCH_IDLE`` (1,000) authenticated sockets opened 100 at a time and left
   idle: handshakes per second and the web process's resident memory per socket, beside the
   plain server with the same number.
@@ -43,6 +44,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,6 +60,8 @@ import redis.asyncio as aredis
 from websockets.asyncio.client import connect
 
 from proj.localredis import free_port, with_db
+from realtime import messaging
+from realtime.layers import ResilientPubSubChannelLayer
 from tests import bench_peer
 from tests.bench_common import (
     JOBS_PER_USER,
@@ -84,6 +89,8 @@ CAPACITY_STEPS = 100 // CAPACITY_PARAMS["step"]
 FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1,10" if QUICK else "1,100,1000").split(",") if n.strip()]
 FANOUT_PARAMS = {"step": 10 if QUICK else 1, "interval_ms": 100}
 FANOUT_EVENTS = 100 // FANOUT_PARAMS["step"]
+#: The fan-out's job: a step every 10 s, so its own polls add next to no frames.
+QUIET_PARAMS = {"step": 1, "interval_ms": 10_000}
 #: Idle sockets of the memory and handshake figures.
 IDLE_SOCKETS = int(os.environ.get("BENCH_IDLE", "20" if QUICK else "1000"))
 #: The sections to run (``BENCH_ONLY``, comma-separated; default all of them).
@@ -223,50 +230,92 @@ def plain_server(redis_url: str, channel: str) -> Iterator[tuple[int, int]]:
         server.wait(10)
 
 
-async def follow(viewer: JobsClient, job_id: str, started_at: float, timeout: float) -> tuple[list[float], int]:
-    """Latencies (s) of the progress frames ``viewer`` gets until the final one, and how many
-    seqs it never got between its snapshot and the final frame."""
-    snapshot = await viewer.answer({"type": "job.subscribe", "job_id": job_id}, timeout=60)
-    first_seq, seqs, latencies = int(snapshot["job"]["seq"]), set(), []
-    deadline = time.monotonic() + timeout
-    final_seq = first_seq
-    while time.monotonic() < deadline:
-        frame = await viewer.recv(max(0.01, deadline - time.monotonic()))
-        job = frame.get("job") or {}
-        if job.get("id") != job_id or int(job.get("seq", 0)) <= first_seq:
-            continue
-        now = time.time()
-        seqs.add(int(job["seq"]))
-        current = int((job.get("progress") or {}).get("current") or 0)
-        if job["state"] == "running" and current:
-            happened = started_at + current / FANOUT_PARAMS["step"] * FANOUT_PARAMS["interval_ms"] / 1000
-            latencies.append(now - happened)
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            final_seq = int(job["seq"])
-            break
-    return latencies, max(0, (final_seq - first_seq) - len(seqs))
+#: seq of the bench's first published event: above anything the job's own polls reach, so
+#: consumers forward the bench's events and drop the job's own as stale.
+FANOUT_SEQ_BASE = 1_000_000
 
 
 async def fanout_project(stack: Stack, session: HttpSession, n: int) -> None:
+    """One job's events to ``n`` sockets through the web process, measured as the plain server
+    is: the bench itself publishes each event into the channel layer (``group_send``, the
+    worker's route) stamped with its send time, so the latency is publish → socket, not the
+    poll's staleness (the capacity table has that)."""
     viewers = await open_many(session, n)
     web = stack.processes["web"].pid
+    layer = ResilientPubSubChannelLayer(hosts=[stack.redis_url])
     try:
-        accepted = await viewers[0].answer({"type": "job.start", "kind": "simulated", "params": FANOUT_PARAMS})
+        # A job that moves a step every 10 s: its own polls send next to nothing meanwhile.
+        accepted = await viewers[0].answer({"type": "job.start", "kind": "simulated", "params": QUIET_PARAMS})
         job = accepted["job"]
-        while not job.get("started_at"):
-            job = (await viewers[0].answer({"type": "job.subscribe", "job_id": job["id"]}))["job"]
-        started_at = dt.datetime.fromisoformat(job["started_at"]).timestamp()
+        snapshots = await asyncio.gather(
+            *(v.answer({"type": "job.subscribe", "job_id": job["id"]}, timeout=60) for v in viewers)
+        )
+        job = snapshots[0]["job"]
         cpu_before = cpu_s(web)
-        results = await asyncio.gather(*(follow(v, job["id"], started_at, 120) for v in viewers))
+        collecting = [asyncio.ensure_future(collect_stamped(v, job["id"])) for v in viewers]
+        with profiled(web, f"fanout-{n}"):
+            for i in range(FANOUT_EVENTS):
+                last = i == FANOUT_EVENTS - 1
+                event = {
+                    **job,
+                    "state": "succeeded" if last else "running",
+                    "seq": FANOUT_SEQ_BASE + i,
+                    "progress": {**job["progress"], "message": repr(time.time())},
+                }
+                await layer.group_send(messaging.job_group(job["id"]), messaging.job_event(event))
+                await asyncio.sleep(FANOUT_PARAMS["interval_ms"] / 1000)
+            results = await asyncio.gather(*collecting, return_exceptions=True)
         cpu = cpu_s(web) - cpu_before
+        await viewers[0].answer({"type": "job.cancel", "job_id": job["id"]})
     finally:
+        await layer.flush()
         await asyncio.gather(*(v.close() for v in viewers))
-    latencies = [x for lat, _ in results for x in lat]
-    dropped = sum(d for _, d in results)
+    latencies = [x for r in results if isinstance(r, list) for x in r]
+    dropped = n * FANOUT_EVENTS - len(latencies)
     print(
         f"  project {n:>5} | {percentile(latencies, 50):6.3f} {percentile(latencies, 99):6.3f} | {len(latencies):>7}"
         f" | {dropped:>6} | {cpu:6.2f} | {len(latencies) / max(cpu, 1e-9):>9,.0f}"
     )
+
+
+async def collect_stamped(viewer: JobsClient, job_id: str) -> list[float]:
+    """Latencies (s) of the bench's stamped events on ``viewer``, until its final one."""
+    got: list[float] = []
+    while True:
+        frame = await viewer.recv(30)
+        job = frame.get("job") or {}
+        if job.get("id") != job_id or int(job.get("seq", 0)) < FANOUT_SEQ_BASE:
+            continue
+        got.append(time.time() - float(job["progress"]["message"]))
+        if job["state"] in FINAL:
+            return got
+
+
+@contextlib.contextmanager
+def profiled(pid: int, name: str) -> Iterator[None]:
+    """With ``BENCH_PYSPY=<folder>``: py-spy samples process ``pid`` while the block runs and
+    writes ``<folder>/<name>.txt`` (collapsed stacks, ``py-spy record -f raw``)."""
+    folder = os.environ.get("BENCH_PYSPY")
+    if not folder:
+        yield
+        return
+    os.makedirs(folder, exist_ok=True)
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    pythons = [p for p in tree if "python" in os.path.basename(p.cmdline()[0] if p.cmdline() else "")]
+    pid = pythons[-1].pid if pythons else pid  # the process itself, under its wrapper and shell
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    out = os.path.join(folder, f"{name}.txt")
+    sampler = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", out],
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(30)
+        print(f"  (py-spy of pid {pid}: {out})")
 
 
 async def fanout_plain(redis_url: str, n: int) -> None:
@@ -361,7 +410,8 @@ async def main(stack: Stack, redis_pid: int) -> None:
     if "fanout" in ONLY:
         print(
             f"fan-out: one job, {FANOUT_EVENTS} events at {1000 // FANOUT_PARAMS['interval_ms']}/s, to N sockets;"
-            " plain = Redis PUBLISH to a websockets broadcast server, same N and rate"
+            " project = the bench's group_send into the channel layer, through the web process;"
+            " plain = Redis PUBLISH to a websockets broadcast server, same N and rate; latency = publish to socket"
         )
         print("  server  N     | latency s p50 p99 | frames  | dropped | server CPU s | frames per server core-second")
         for n in FANOUT:

@@ -166,3 +166,22 @@ async def test_a_blocking_send_survives_a_redis_restart_and_fails_fast_while_it_
         assert await command_calls(handle.url, "publish") == 1
     finally:
         handle.stop()
+
+
+async def test_a_group_message_is_decoded_once_for_all_its_local_channels() -> None:
+    layer = ResilientPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix="test-decode-once")
+    try:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add("g", first)
+        await layer.group_add("g", second)
+        await layer.group_send("g", {"type": "job.event", "job": {"id": "x", "seq": 1}})
+        a = await asyncio.wait_for(layer.receive(first), 5)
+        b = await asyncio.wait_for(layer.receive(second), 5)
+        assert a == b == {"type": "job.event", "job": {"id": "x", "seq": 1}}
+        assert a is not b, "each channel gets its own top-level dict"
+        assert a["job"] is b["job"], "the nested job object is decoded once"
+        await layer.group_send("g", {"type": "job.event", "job": {"id": "x", "seq": 2}})
+        c = await asyncio.wait_for(layer.receive(first), 5)
+        assert c["job"] == {"id": "x", "seq": 2}
+    finally:
+        await layer.flush()
