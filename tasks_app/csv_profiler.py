@@ -24,7 +24,7 @@ import codecs
 import csv
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from tasks_app.csv_columns import NULL_TOKENS, ColumnStats
 
@@ -53,6 +53,12 @@ _UTF8_BOM = codecs.BOM_UTF8
 _ASCII_PROBE = b'\n\r,;\t|"'
 
 
+class Readable(Protocol):
+    """A binary stream as far as reading lines needs: ``read(n)`` gives at most ``n`` bytes, b"" at the end."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class NotCSVError(ValueError):
     """The file is not CSV text we can profile.
 
@@ -75,6 +81,12 @@ class CsvHead:
     encoding: str
     decode_as: str
     delimiter: str
+
+    @classmethod
+    def settled(cls, *, encoding: str, delimiter: str) -> CsvHead:
+        """The dialect of a file whose head was already read: for lines read from elsewhere in it."""
+        decode_as = "utf-8" if _is_utf8(encoding) else encoding
+        return cls(head=b"", bom_bytes=0, encoding=encoding, decode_as=decode_as, delimiter=delimiter)
 
 
 def read_csv_head(fileobj: BinaryIO, *, encoding: str, delimiter: str | None) -> CsvHead:
@@ -200,9 +212,10 @@ class RowScanner:
             yield text
         self._at_eof = True
 
-    def start_columns(self, names: Iterable[str]) -> None:
-        """Take the header as known (``names``): every row read is a data row."""
+    def start_columns(self, names: Iterable[str]) -> list[ColumnStats]:
+        """Take the header as known (``names``): every row read is a data row. Returns the new ``columns``."""
         self.columns = [ColumnStats(name) for name in names]
+        return self.columns
 
     def read_header(self) -> list[ColumnStats]:
         """Read up to and including the header row; ``lines``/``bytes`` then end just after it.
@@ -297,7 +310,7 @@ def _read_head(fileobj: BinaryIO, n: int) -> bytes:
     return b"".join(pieces)
 
 
-def physical_lines(fileobj: BinaryIO, head: bytes = b"") -> Iterator[bytes]:
+def physical_lines(fileobj: Readable, head: bytes = b"") -> Iterator[bytes]:
     """Yield raw lines (each ending in b"\\n" except maybe the last).
 
     ``head`` is what was already read from the stream; reading resumes after
