@@ -33,8 +33,16 @@ __all__ = [
     "NULL_TOKENS",
     "PROGRESS_EVERY_BYTES",
     "SAMPLE_BYTES",
+    "CsvHead",
     "NotCSVError",
+    "ProgressTicker",
+    "Readable",
+    "RowScanner",
+    "check_bad_rows",
+    "physical_lines",
     "profile_csv",
+    "profile_result",
+    "read_csv_head",
 ]
 
 #: ``on_progress`` is called each time this many more raw bytes have been read.
