@@ -12,54 +12,38 @@ collected into a list.
 The figures are meant to agree with what a pandas user sees after
 ``pandas.read_csv(path)`` with default options (null tokens, ``nunique``,
 ``min``/``max``/``mean``), for well-formed files.
+
+The steps (reading the head, scanning rows, building the result) are public so
+that ``tasks_app.csv_parts`` profiles byte ranges of one file with the very
+same code and merges them into the very same result.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
-import math
-import re
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from tasks_app.csv_columns import NULL_TOKENS, ColumnStats
 
 __all__ = [
     "MAX_BAD_ROW_SAMPLES",
     "NULL_TOKENS",
     "PROGRESS_EVERY_BYTES",
     "SAMPLE_BYTES",
+    "CsvHead",
     "NotCSVError",
+    "ProgressTicker",
+    "Readable",
+    "RowScanner",
+    "check_bad_rows",
+    "physical_lines",
     "profile_csv",
+    "profile_result",
+    "read_csv_head",
 ]
-
-# Mirrors pandas' default ``na_values`` for ``read_csv``
-# (``pandas._libs.parsers.STR_NA_VALUES``, checked against pandas 3.1.1) so that
-# our null counts agree with what a pandas user sees. Kept as a literal copy:
-# this module must not import pandas. A field is null only on an exact match.
-NULL_TOKENS: frozenset[str] = frozenset(
-    {
-        "",
-        "#N/A",
-        "#N/A N/A",
-        "#NA",
-        "-1.#IND",
-        "-1.#QNAN",
-        "-NaN",
-        "-nan",
-        "1.#IND",
-        "1.#QNAN",
-        "<NA>",
-        "N/A",
-        "NA",
-        "NULL",
-        "NaN",
-        "None",
-        "n/a",
-        "nan",
-        "null",
-    }
-)
 
 #: ``on_progress`` is called each time this many more raw bytes have been read.
 PROGRESS_EVERY_BYTES: int = 64 * 1024
@@ -73,16 +57,14 @@ _READ_CHUNK = 64 * 1024
 _SNIFF_DELIMITERS = ",;\t|"
 _DEFAULT_DELIMITER = ","
 _UTF8_BOM = codecs.BOM_UTF8
+# The bytes whose meaning the reader relies on; an encoding must decode them as ASCII does.
+_ASCII_PROBE = b'\n\r,;\t|"'
 
-# ASCII digits only: Python's \d also matches other Unicode digits, which
-# pandas does not read as numbers. fullmatch() is used, so no anchors needed.
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_FLOAT_RE = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# A date, a "T" or space separator, then at least hours and minutes; the rest
-# (seconds, fractions, offset) is left to datetime.fromisoformat to validate.
-_DATETIME_PREFIX_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
-_BOOL_WORDS = frozenset({"true", "false"})
+
+class Readable(Protocol):
+    """A binary stream as far as reading lines needs: ``read(n)`` gives at most ``n`` bytes, b"" at the end."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class NotCSVError(ValueError):
@@ -92,178 +74,235 @@ class NotCSVError(ValueError):
     """
 
 
-class _ColumnStats:
-    """Running figures for one column.
+@dataclass(frozen=True)
+class CsvHead:
+    """What the head of a file decides: how to decode it and how to split fields.
 
-    Type candidates start True and are switched off for good by the first
-    non-null value that does not fit. Numeric aggregates are kept only while
-    the column can still be integer (exact ``int`` sum/min/max) or float
-    (exact float sum as Shewchuk partials, min/max).
+    ``head`` is the first ``SAMPLE_BYTES`` bytes of the stream (fewer at EOF)
+    with a UTF-8 BOM removed; ``bom_bytes`` is 3 when one was removed, else 0.
+    ``decode_as`` is the codec each line is decoded with ("utf-8" for any
+    UTF-8 spelling, so a BOM is never stripped twice); ``encoding`` is as given.
     """
 
-    __slots__ = (
-        "can_bool",
-        "can_date",
-        "can_datetime",
-        "can_float",
-        "can_int",
-        "distinct_raw",
-        "float_max",
-        "float_min",
-        "float_partials",
-        "float_special",
-        "int_max",
-        "int_min",
-        "int_sum",
-        "name",
-        "non_null",
-        "nulls",
-    )
+    head: bytes
+    bom_bytes: int
+    encoding: str
+    decode_as: str
+    delimiter: str
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.non_null = 0
-        self.nulls = 0
-        self.distinct_raw: set[str] = set()
-        self.can_int = True
-        self.can_float = True
-        self.can_bool = True
-        self.can_date = True
-        self.can_datetime = True
-        self.int_sum = 0
-        self.int_min: int | None = None
-        self.int_max: int | None = None
-        self.float_partials: list[float] = []
-        self.float_special = 0.0  # sum of the infinite values, kept apart
-        self.float_min: float | None = None
-        self.float_max: float | None = None
-
-    def add(self, value: str) -> None:
-        """Account for one field of a good row."""
-        if value in NULL_TOKENS:
-            self.nulls += 1
-            return
-        self.non_null += 1
-        self.distinct_raw.add(value)
-
-        if self.can_int:
-            if _INT_RE.fullmatch(value):
-                n = int(value)
-                self.int_sum += n
-                if self.int_min is None or n < self.int_min:
-                    self.int_min = n
-                if self.int_max is None or n > self.int_max:
-                    self.int_max = n
-            else:
-                self.can_int = False
-        if self.can_float:
-            if _FLOAT_RE.fullmatch(value):
-                x = float(value)
-                if math.isinf(x):
-                    self.float_special += x
-                else:
-                    _add_partial(self.float_partials, x)
-                if self.float_min is None or x < self.float_min:
-                    self.float_min = x
-                if self.float_max is None or x > self.float_max:
-                    self.float_max = x
-            else:
-                self.can_float = False
-                self.float_partials = []
-        if self.can_bool and value.lower() not in _BOOL_WORDS:
-            self.can_bool = False
-        if self.can_date and not _is_date(value):
-            self.can_date = False
-        if self.can_datetime and not _is_datetime(value):
-            self.can_datetime = False
-
-    def column_type(self) -> str:
-        """The narrowest type all non-null values fit (integer ⊂ float)."""
-        if self.non_null == 0:
-            return "empty"
-        if self.can_int:
-            return "integer"
-        if self.can_float:
-            return "float"
-        if self.can_bool:
-            return "boolean"
-        if self.can_date:
-            return "date"
-        if self.can_datetime:
-            return "datetime"
-        return "string"
-
-    def summary(self) -> dict[str, Any]:
-        """The column's figures as a JSON-serialisable dict."""
-        kind = self.column_type()
-        distinct: int
-        minimum: int | float | None = None
-        maximum: int | float | None = None
-        mean: float | None = None
-        if kind == "integer":
-            distinct = len({int(v) for v in self.distinct_raw})
-            minimum, maximum = self.int_min, self.int_max
-            mean = self.int_sum / self.non_null  # int / int: correctly rounded
-        elif kind == "float":
-            distinct = len({float(v) for v in self.distinct_raw})
-            minimum, maximum = self.float_min, self.float_max
-            total = math.fsum(self.float_partials)
-            if self.float_special:
-                total += self.float_special
-            mean = total / self.non_null
-        elif kind == "boolean":
-            distinct = len({v.lower() for v in self.distinct_raw})
-        else:
-            distinct = len(self.distinct_raw)
-        return {
-            "name": self.name,
-            "type": kind,
-            "non_null": self.non_null,
-            "nulls": self.nulls,
-            "distinct": distinct,
-            "min": minimum,
-            "max": maximum,
-            "mean": mean,
-        }
+    @classmethod
+    def settled(cls, *, encoding: str, delimiter: str) -> CsvHead:
+        """The dialect of a file whose head was already read: for lines read from elsewhere in it."""
+        decode_as = "utf-8" if _is_utf8(encoding) else encoding
+        return cls(head=b"", bom_bytes=0, encoding=encoding, decode_as=decode_as, delimiter=delimiter)
 
 
-def _add_partial(partials: list[float], x: float) -> None:
-    """Add finite ``x`` to a list of non-overlapping partial sums, exactly.
+def read_csv_head(fileobj: BinaryIO, *, encoding: str, delimiter: str | None) -> CsvHead:
+    """Read the head of ``fileobj`` (``read()`` only), check it is text, and settle the dialect.
 
-    Shewchuk's algorithm (the one behind ``math.fsum``), run incrementally so
-    values need not be kept; ``math.fsum(partials)`` gives the rounded total.
+    ``delimiter=None`` sniffs it among ``, ; TAB |`` on the head, falling back to ``","``.
+
+    Raises:
+        NotCSVError: the head holds NUL bytes (binary file).
+        ValueError: ``encoding`` is not ASCII-compatible (e.g. utf-16).
+        LookupError: ``encoding`` is unknown.
     """
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
-
-
-def _is_date(value: str) -> bool:
-    if not _DATE_RE.fullmatch(value):
-        return False
     try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+        compatible = _ASCII_PROBE.decode(encoding) == _ASCII_PROBE.decode("ascii")
+    except UnicodeDecodeError:
+        compatible = False
+    if not compatible:
+        raise ValueError(f"encoding {encoding!r} is not ASCII-compatible")
+    utf8 = _is_utf8(encoding)
+    decode_as = "utf-8" if utf8 else encoding
+
+    head = _read_head(fileobj, SAMPLE_BYTES)
+    if b"\x00" in head:
+        raise NotCSVError("binary content (NUL bytes): not a CSV text file")
+    if utf8 and head.startswith(_UTF8_BOM):
+        head = head[len(_UTF8_BOM) :]
+        bom_bytes = len(_UTF8_BOM)
+    else:
+        bom_bytes = 0
+
+    if delimiter is None:
+        delimiter = _sniff_delimiter(head, at_eof=len(head) + bom_bytes < SAMPLE_BYTES, encoding=decode_as)
+    return CsvHead(head=head, bom_bytes=bom_bytes, encoding=encoding, decode_as=decode_as, delimiter=delimiter)
 
 
-def _is_datetime(value: str) -> bool:
-    if not _DATETIME_PREFIX_RE.match(value):
-        return False
-    try:
-        dt.datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+class ProgressTicker:
+    """Calls ``on_progress(done, total)`` each time another ``PROGRESS_EVERY_BYTES`` bytes are read.
+
+    ``done`` is ``offset`` plus the bytes reported to ``tick``, clamped to
+    ``total``, so it never decreases and never exceeds it. ``finish`` reports
+    ``(total, total)``. Whatever ``on_progress`` raises propagates.
+    """
+
+    def __init__(self, on_progress: Callable[[int, int], None], *, offset: int, total: int) -> None:
+        self._on_progress = on_progress
+        self._offset = offset
+        self._total = total
+        self._next_report = PROGRESS_EVERY_BYTES
+
+    def tick(self, bytes_read: int) -> None:
+        """``bytes_read`` bytes of lines have now been read in all (after ``offset``)."""
+        done = self._offset + bytes_read
+        if done >= self._next_report:
+            self._on_progress(min(done, self._total), self._total)
+            done_blocks = done // PROGRESS_EVERY_BYTES
+            self._next_report = (done_blocks + 1) * PROGRESS_EVERY_BYTES
+
+    def finish(self) -> None:
+        """Report the end: ``(total, total)``."""
+        self._on_progress(self._total, self._total)
+
+
+class RowScanner:
+    """The rows of a stretch of physical lines, profiled as ``profile_csv`` does.
+
+    ``raw_lines`` yields raw lines (``physical_lines``); they are numbered
+    from 1 in ``bad_row_samples``. A line that cannot be decoded is a bad row
+    of its own and is not handed to ``csv.reader``; a ``csv.Error`` or a
+    field count other than the header's makes the row bad. Blank rows are
+    skipped. ``tick``, if given, is called with the bytes of lines read so far
+    after each line.
+
+    Either ``read_header()`` (the first non-blank row names the columns) or
+    ``start_columns(names)`` must come before ``read_rows()``.
+    """
+
+    def __init__(
+        self,
+        raw_lines: Iterable[bytes],
+        head: CsvHead,
+        *,
+        tick: Callable[[int], None] | None = None,
+    ) -> None:
+        self.encoding = head.encoding
+        self.lines = 0  # physical lines read so far
+        self.bytes = 0  # their length in bytes
+        self.rows = 0
+        self.bad_rows = 0
+        self.bad_samples: list[dict[str, Any]] = []
+        self.columns: list[ColumnStats] | None = None  # None until the header is known
+        #: True when the input ended inside a row (in a quoted field): ``csv.reader``
+        #: then ends that row with whatever it has read.
+        self.open_at_end = False
+        self._raw_lines = iter(raw_lines)
+        self._decode_as = head.decode_as
+        self._tick = tick
+        # Physical line where the row csv.reader is assembling began (None between rows).
+        self._row_start: int | None = None
+        self._at_eof = False
+        self._reader = csv.reader(self._text_lines(), delimiter=head.delimiter)
+
+    def _record_bad(self, line: int, reason: str) -> None:
+        self.bad_rows += 1
+        if len(self.bad_samples) < MAX_BAD_ROW_SAMPLES:
+            self.bad_samples.append({"line": line, "reason": reason})
+
+    def _text_lines(self) -> Iterator[str]:
+        for raw in self._raw_lines:
+            self.lines += 1
+            self.bytes += len(raw)
+            if self._tick is not None:
+                self._tick(self.bytes)
+            try:
+                text = raw.decode(self._decode_as)
+            except UnicodeDecodeError as exc:
+                where = f"{exc.reason} at byte {exc.start + 1}"
+                if self.columns is None:
+                    raise NotCSVError(f"the header is not valid {self.encoding} text: {where}") from None
+                self._record_bad(self.lines, f"undecodable bytes for {self.encoding} at byte {exc.start + 1}")
+                continue
+            if self._row_start is None:
+                self._row_start = self.lines
+            yield text
+        self._at_eof = True
+
+    def start_columns(self, names: Iterable[str]) -> list[ColumnStats]:
+        """Take the header as known (``names``): every row read is a data row. Returns the new ``columns``."""
+        self.columns = [ColumnStats(name) for name in names]
+        return self.columns
+
+    def read_header(self) -> list[ColumnStats]:
+        """Read up to and including the header row; ``lines``/``bytes`` then end just after it.
+
+        Returns the new ``columns``, one per header field, in order.
+
+        Raises:
+            NotCSVError: there is no header row, or it cannot be decoded or parsed.
+        """
+        while self.columns is None:
+            self._row_start = None
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                raise NotCSVError("empty file: no header row") from None
+            except csv.Error as exc:
+                raise NotCSVError(f"the header row could not be parsed: {exc}") from None
+            if not _is_blank(row):
+                self.start_columns(row)
+        return self.columns
+
+    def read_rows(self) -> None:
+        """Read every remaining row into ``rows``, ``bad_rows`` and the column figures."""
+        columns = self.columns
+        if columns is None:
+            raise RuntimeError("read_header() or start_columns() must come first")
+        width = len(columns)
+        reader = self._reader
+        while True:
+            self._row_start = None
+            was_at_eof = self._at_eof
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                self._record_bad(self._row_start or reader.line_num, f"unparsable row: {exc}")
+                continue
+            if self._at_eof and not was_at_eof:
+                self.open_at_end = True
+            if _is_blank(row):
+                continue
+            if len(row) != width:
+                self._record_bad(self._row_start or reader.line_num, f"expected {width} fields, got {len(row)}")
+                continue
+            self.rows += 1
+            for stats, value in zip(columns, row, strict=True):
+                stats.add(value)
+
+
+def check_bad_rows(*, rows: int, bad_rows: int, encoding: str, delimiter: str) -> None:
+    """Raise ``NotCSVError`` when more rows are bad than good (the file is likely not CSV)."""
+    if bad_rows > rows:
+        raise NotCSVError(
+            f"{bad_rows} of {bad_rows + rows} rows could not be read as {encoding} CSV"
+            f" with delimiter {delimiter!r}: is this a CSV file?"
+        )
+
+
+def profile_result(
+    *,
+    rows: int,
+    bad_rows: int,
+    bad_samples: list[dict[str, Any]],
+    columns: list[ColumnStats],
+    delimiter: str,
+    encoding: str,
+    size: int,
+) -> dict[str, Any]:
+    """The result dict of ``profile_csv`` (shape documented there) from the figures."""
+    return {
+        "rows": rows,
+        "bad_rows": bad_rows,
+        "bad_row_samples": bad_samples,
+        "columns": [stats.summary() for stats in columns],
+        "delimiter": delimiter,
+        "encoding": encoding,
+        "bytes": size,
+    }
 
 
 def _read_head(fileobj: BinaryIO, n: int) -> bytes:
@@ -279,14 +318,15 @@ def _read_head(fileobj: BinaryIO, n: int) -> bytes:
     return b"".join(pieces)
 
 
-def _physical_lines(fileobj: BinaryIO, head: bytes) -> Iterator[bytes]:
+def physical_lines(fileobj: Readable, head: bytes = b"") -> Iterator[bytes]:
     """Yield raw lines (each ending in b"\\n" except maybe the last).
 
     ``head`` is what was already read from the stream; reading resumes after
-    it. Splits on b"\\n" only, whatever the stream's own line iteration does.
+    it, ``_READ_CHUNK`` bytes at a time until ``read()`` gives b"". Splits on
+    b"\\n" only, whatever the stream's own line iteration does.
     """
     pending: list[bytes] = []
-    chunk = head
+    chunk = head or fileobj.read(_READ_CHUNK)
     while chunk:
         parts = chunk.split(b"\n")
         if len(parts) > 1:
@@ -391,109 +431,20 @@ def profile_csv(
         ValueError: ``encoding`` is not ASCII-compatible (e.g. utf-16).
         LookupError: ``encoding`` is unknown.
     """
-    probe = b'\n\r,;\t|"'
-    try:
-        compatible = probe.decode(encoding) == probe.decode("ascii")
-    except UnicodeDecodeError:
-        compatible = False
-    if not compatible:
-        raise ValueError(f"encoding {encoding!r} is not ASCII-compatible")
-    utf8 = _is_utf8(encoding)
-    decode_as = "utf-8" if utf8 else encoding
-
-    head = _read_head(fileobj, SAMPLE_BYTES)
-    if b"\x00" in head:
-        raise NotCSVError("binary content (NUL bytes): not a CSV text file")
-    if utf8 and head.startswith(_UTF8_BOM):
-        head = head[len(_UTF8_BOM) :]
-        bom_bytes = len(_UTF8_BOM)
-    else:
-        bom_bytes = 0
-
-    if delimiter is None:
-        delimiter = _sniff_delimiter(head, at_eof=len(head) + bom_bytes < SAMPLE_BYTES, encoding=decode_as)
-
-    bad_rows = 0
-    bad_samples: list[dict[str, Any]] = []
-
-    def record_bad(line: int, reason: str) -> None:
-        nonlocal bad_rows
-        bad_rows += 1
-        if len(bad_samples) < MAX_BAD_ROW_SAMPLES:
-            bad_samples.append({"line": line, "reason": reason})
-
-    # Shared with the line generator below: physical line number where the
-    # row csv.reader is currently assembling began (None between rows).
-    row_start: int | None = None
-    header_seen = False
-
-    def text_lines() -> Iterator[str]:
-        nonlocal row_start
-        bytes_read = bom_bytes
-        next_report = PROGRESS_EVERY_BYTES
-        for number, raw in enumerate(_physical_lines(fileobj, head), start=1):
-            bytes_read += len(raw)
-            if on_progress is not None and bytes_read >= next_report:
-                on_progress(min(bytes_read, size), size)
-                done_blocks = bytes_read // PROGRESS_EVERY_BYTES
-                next_report = (done_blocks + 1) * PROGRESS_EVERY_BYTES
-            try:
-                text = raw.decode(decode_as)
-            except UnicodeDecodeError as exc:
-                where = f"{exc.reason} at byte {exc.start + 1}"
-                if not header_seen:
-                    raise NotCSVError(f"the header is not valid {encoding} text: {where}") from None
-                record_bad(number, f"undecodable bytes for {encoding} at byte {exc.start + 1}")
-                continue
-            if row_start is None:
-                row_start = number
-            yield text
-
-    reader = csv.reader(text_lines(), delimiter=delimiter)
-    columns: list[_ColumnStats] = []
-    width = 0
-    rows = 0
-    while True:
-        row_start = None
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            if not header_seen:
-                raise NotCSVError(f"the header row could not be parsed: {exc}") from None
-            record_bad(row_start or reader.line_num, f"unparsable row: {exc}")
-            continue
-        if _is_blank(row):
-            continue
-        if not header_seen:
-            header_seen = True
-            columns = [_ColumnStats(name) for name in row]
-            width = len(row)
-            continue
-        if len(row) != width:
-            record_bad(row_start or reader.line_num, f"expected {width} fields, got {len(row)}")
-            continue
-        rows += 1
-        for stats, value in zip(columns, row, strict=True):
-            stats.add(value)
-
-    if not header_seen:
-        raise NotCSVError("empty file: no header row")
-    if bad_rows > rows:
-        raise NotCSVError(
-            f"{bad_rows} of {bad_rows + rows} rows could not be read as {encoding} CSV"
-            f" with delimiter {delimiter!r}: is this a CSV file?"
-        )
-    if on_progress is not None:
-        on_progress(size, size)
-
-    return {
-        "rows": rows,
-        "bad_rows": bad_rows,
-        "bad_row_samples": bad_samples,
-        "columns": [stats.summary() for stats in columns],
-        "delimiter": delimiter,
-        "encoding": encoding,
-        "bytes": size,
-    }
+    head = read_csv_head(fileobj, encoding=encoding, delimiter=delimiter)
+    ticker = None if on_progress is None else ProgressTicker(on_progress, offset=head.bom_bytes, total=size)
+    scanner = RowScanner(physical_lines(fileobj, head.head), head, tick=None if ticker is None else ticker.tick)
+    columns = scanner.read_header()
+    scanner.read_rows()
+    check_bad_rows(rows=scanner.rows, bad_rows=scanner.bad_rows, encoding=encoding, delimiter=head.delimiter)
+    if ticker is not None:
+        ticker.finish()
+    return profile_result(
+        rows=scanner.rows,
+        bad_rows=scanner.bad_rows,
+        bad_samples=scanner.bad_samples,
+        columns=columns,
+        delimiter=head.delimiter,
+        encoding=encoding,
+        size=size,
+    )
