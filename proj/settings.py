@@ -279,6 +279,9 @@ WS_RATE_PER_S = 10.0
 WS_RATE_STRIKES_BEFORE_CLOSE = 20
 #: How many jobs one user may have pending/running/cancelling at once.
 JOBS_MAX_ACTIVE_PER_USER = 20
+#: Byte ranges a ``csv_profile_parallel`` job profiles in parallel when it does not say
+#: (``parts``): one per ``worker-jobs`` process of ``make run``.
+CSV_PROFILE_PARTS = _env_int("CSV_PROFILE_PARTS", 2, minimum=1)
 
 # Supervision and recovery (DESIGN.md; README "Reliability").
 #: Seconds between two passes of the supervisor (``celery beat`` → task ``tasks_app.supervise``).

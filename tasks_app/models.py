@@ -1,4 +1,5 @@
-"""Durable state: one ``Job`` row per job, one ``Upload`` row per uploaded file.
+"""Durable state: one ``Job`` row per job (one ``JobItem`` row per item of a split job), one
+``Upload`` row per uploaded file.
 
 Rows are changed only by ``tasks_app.services``; everything else reads them through
 ``tasks_app.selectors``.
@@ -194,6 +195,59 @@ class Job(models.Model):
     def is_final(self) -> bool:
         """True once the job has succeeded, failed or been cancelled."""
         return self.state in FINAL_STATES
+
+
+class ItemState(models.TextChoices):
+    """States of one item of a split job: queued → running → succeeded | failed | cancelled."""
+
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+ITEM_FINAL_STATES: frozenset[str] = frozenset({ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED})
+
+
+class JobItem(models.Model):
+    """One item of a split job (``tasks_app.kinds.split_kind``): the part of the work one
+    Celery task does, with its own attempts, heartbeat and result."""
+
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="items", verbose_name="job", help_text="The job it is part of."
+    )
+    index = models.PositiveIntegerField(verbose_name="index", help_text="Position in the split, from 0.")
+    item = models.JSONField(verbose_name="item", help_text="What the kind's split gave for this part.")
+    size = models.BigIntegerField(default=1, verbose_name="size", help_text="Its share of the job's progress total.")
+    state = models.CharField(
+        max_length=16, choices=ItemState.choices, default=ItemState.QUEUED, verbose_name="state", help_text="Its state."
+    )
+    attempt = models.PositiveSmallIntegerField(
+        default=1, verbose_name="attempt", help_text="Run of this item (1 first); older runs are fenced off."
+    )
+    task_id = models.CharField(
+        max_length=64, blank=True, default="", verbose_name="task id", help_text="Celery task id of the current run."
+    )
+    sends = models.PositiveSmallIntegerField(
+        default=1, verbose_name="sends", help_text="Times the current run's task was sent."
+    )
+    dispatched_at = models.DateTimeField(null=True, blank=True, verbose_name="dispatched at", help_text="Last send.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="heartbeat at", help_text="Last heartbeat of the running task."
+    )
+    result = models.JSONField(null=True, blank=True, verbose_name="result", help_text="What the item returned.")
+    error = models.TextField(blank=True, default="", verbose_name="error", help_text="Why its last run failed.")
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name="finished at", help_text="When it ended.")
+
+    class Meta:
+        ordering = ("job", "index")
+        verbose_name = "job item"
+        verbose_name_plural = "job items"
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="job_item_job_index_uniq")]
+
+    def __str__(self) -> str:
+        return f"item {self.index} of {self.job_id} ({self.state})"
 
 
 class ApiToken(models.Model):

@@ -68,8 +68,9 @@ def _cache() -> BaseCache:
     return caches[CACHE_ALIAS]
 
 
-def _progress_key(job_id: uuid.UUID | str, attempt: int) -> str:
-    return f"job:{uuid.UUID(str(job_id)).hex}:{attempt}:progress"
+def _progress_key(job_id: uuid.UUID | str, attempt: int, part: str = "") -> str:
+    run = f"{attempt}.{part}" if part else str(attempt)
+    return f"job:{uuid.UUID(str(job_id)).hex}:{run}:progress"
 
 
 def _cancel_key(job_id: uuid.UUID | str) -> str:
@@ -83,7 +84,9 @@ class ProgressRecorder:
     (``Job.attempt``; 1 for the first); ``min_interval_ms`` the least time between two
     writes to the shared cache, milliseconds (the first call, and a call that reaches
     ``current >= total``, always write); ``superseded`` a callable that turns True once this
-    run no longer counts (the work task's heartbeat, ``tasks_app.heartbeat``). Calls in
+    run no longer counts (the work task's heartbeat, ``tasks_app.heartbeat``); ``part`` names
+    one item's run of a split job (``"<index>.<item attempt>"``, ``tasks_app.kinds.split_kind``;
+    empty for the job's own work). Calls in
     between only update the object, so a loop may call :meth:`set_progress` millions of
     times: it costs at most one cache write and one cancellation check per
     ``min_interval_ms``. ``writes`` counts the writes made.
@@ -101,9 +104,11 @@ class ProgressRecorder:
         min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
         clock: Callable[[], float] = time.monotonic,
         superseded: Callable[[], bool] = lambda: False,
+        part: str = "",
     ) -> None:
         self.job_id = str(job_id)
         self.attempt = attempt
+        self.part = part
         self.superseded = superseded
         self._cache_down = False
         self.min_interval_s = min_interval_ms / 1000
@@ -172,7 +177,7 @@ class ProgressRecorder:
             "message": self.message[:PROGRESS_MESSAGE_MAX_CHARS],
         }
         try:
-            _cache().set(_progress_key(self.job_id, self.attempt), value, TTL_S)
+            _cache().set(_progress_key(self.job_id, self.attempt, self.part), value, TTL_S)
         except REDIS_ERRORS as exc:
             self._note_cache_down(exc)
         else:
@@ -210,6 +215,15 @@ def read_recorded_many(keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUI
     (``get_many``: one ``MGET``); pairs that recorded nothing are missing from the result.
     Raises the cache's connection errors (a poll retries)."""
     names = {_progress_key(job_id, attempt): (job_id, attempt) for job_id, attempt in keys}
+    found = _cache().get_many(list(names)) if names else {}
+    return {names[key]: _as_progress(value) for key, value in found.items() if value}
+
+
+def read_recorded_parts(job_id: uuid.UUID | str, attempt: int, parts: list[str]) -> dict[str, Progress]:
+    """What the recorders of items ``parts`` (``"<index>.<item attempt>"``) of the job's
+    ``attempt`` wrote last, in one ``MGET``; parts that recorded nothing are missing.
+    Raises the cache's connection errors (a poll retries)."""
+    names = {_progress_key(job_id, attempt, part): part for part in parts}
     found = _cache().get_many(list(names)) if names else {}
     return {names[key]: _as_progress(value) for key, value in found.items() if value}
 

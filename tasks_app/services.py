@@ -469,6 +469,7 @@ def _finish(job: Job, state: str) -> None:
     job.poll_due_at = None
     job.seq += 1
     job.save()
+    get_kind(job.kind).finished(job)
     job_id, attempts = job.id, job.attempt
     transaction.on_commit(lambda: clear_recorded(job_id, attempts))
     logger.info("job %s ended %s at seq %s", job.id, state, job.seq)

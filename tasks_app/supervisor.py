@@ -20,7 +20,10 @@ repeat (a repair that races the chain, or a second supervisor, changes nothing t
   limit the job fails; else it runs again as a new attempt, up to the kind's
   ``max_attempts``, then fails with the reason ``worker lost``;
 - **a cancel nobody confirmed** within ``CANCEL_CONFIRM_TIMEOUT_S``: the work is
-  terminated and the job ends ``cancelled``.
+  terminated and the job ends ``cancelled``;
+- **the items of a split job** (``tasks_app.items.items_repair``): an item task that never
+  started is sent again, an item whose heartbeat stopped runs again (up to the kind's
+  ``item_attempts``), a merge never claimed is sent again.
 
 :func:`housekeep` (task ``tasks_app.housekeep``, every ``HOUSEKEEPING_INTERVAL_S``) deletes
 expired Celery results, uploads no job refers to, and recorded progress of finished jobs.
@@ -40,8 +43,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tasks_app import attempts, services
+from tasks_app import attempts, items, services
 from tasks_app.kinds import get_kind
+from tasks_app.kinds.split_kind import SplitKind
 from tasks_app.models import FINAL_STATES, Job, JobState, Upload
 from tasks_app.progress import clear_recorded, recorded_job_ids
 
@@ -138,7 +142,9 @@ def _repair(job_id: uuid.UUID, now: dt.datetime) -> str | None:
             logger.warning("supervisor: cancel of job %s not confirmed in time; ended cancelled", job.id)
             return CANCELLED
         if job.state == JobState.RUNNING and kind.work_task and job.attempt:
-            repair = _repair_work(job, now)
+            # A split job's work is its items once they are made (tasks_app.items).
+            split = isinstance(kind, SplitKind) and "items" in job.kind_state
+            repair = items.items_repair(job, now) if split else _repair_work(job, now)
             if repair:
                 return repair
         if _poll_overdue(job, now):

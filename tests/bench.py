@@ -190,9 +190,13 @@ async def capacity(stack: Stack, counter: redis.Redis, sessions: list[HttpSessio
     commands_before = redis_commands(counter)
     started = time.monotonic()
     ideal_s = CAPACITY_STEPS * CAPACITY_PARAMS["interval_ms"] / 1000
-    await asyncio.gather(
-        *(watch_one(client, w, timeout=ideal_s * 6 + 30) for client, w in zip(clients, watched, strict=True))
-    )
+    with (
+        profiled(stack.processes["web"].pid, f"capacity-{n}-web"),
+        profiled(stack.processes["worker-progress"].pid, f"capacity-{n}-worker-progress"),
+    ):
+        await asyncio.gather(
+            *(watch_one(client, w, timeout=ideal_s * 6 + 30) for client, w in zip(clients, watched, strict=True))
+        )
     wall = time.monotonic() - started
     commands = redis_commands(counter) - commands_before
     cpu = {name: cpu_s(proc.pid) - cpu_before[name] for name, proc in stack.processes.items()}
@@ -293,7 +297,8 @@ async def collect_stamped(viewer: JobsClient, job_id: str) -> list[float]:
 
 @contextlib.contextmanager
 def profiled(pid: int, name: str) -> Iterator[None]:
-    """With ``BENCH_PYSPY=<folder>``: py-spy samples process ``pid`` while the block runs and
+    """With ``BENCH_PYSPY=<folder>``: py-spy samples process ``pid`` (the last Python process of
+    its tree: the server under its restart wrapper and shell) while the block runs and
     writes ``<folder>/<name>.txt`` (collapsed stacks, ``py-spy record -f raw``)."""
     folder = os.environ.get("BENCH_PYSPY")
     if not folder:

@@ -3,6 +3,8 @@
 - :func:`job_kind` (decorator), :class:`JobFailed`, :class:`StrictParams`: a kind whose
   work is a Celery task reporting through a :class:`ProgressRecorder` (README "Add your
   own job kind").
+- :func:`split_job_kind` (decorator): a kind whose work is split into items run in parallel
+  by Celery tasks and merged (a group and its callback), one job and one bar.
 - :class:`JobKind`: the base class, for kinds driven by the poll chain itself
   (``simulated``, ``remote``).
 - :func:`get_kind`, :data:`REGISTRY`: lookup by name.
@@ -17,6 +19,7 @@ from __future__ import annotations
 from tasks_app.kinds import csv_profile, remote, simulated
 from tasks_app.kinds.base import JobKind, Progress, Reading, StrictParams
 from tasks_app.kinds.registry import REGISTRY, get_kind, register
+from tasks_app.kinds.split_kind import SplitKind, split_job_kind
 from tasks_app.kinds.task_kind import JobFailed, TaskKind, job_kind
 from tasks_app.progress import JobCancelled, ProgressRecorder
 
@@ -28,6 +31,7 @@ __all__ = [
     "Progress",
     "ProgressRecorder",
     "Reading",
+    "SplitKind",
     "StrictParams",
     "TaskKind",
     "csv_profile",
@@ -36,4 +40,5 @@ __all__ = [
     "register",
     "remote",
     "simulated",
+    "split_job_kind",
 ]

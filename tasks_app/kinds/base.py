@@ -154,6 +154,10 @@ class JobKind:
         The default confirms at once."""
         return True
 
+    def finished(self, job: Job) -> None:
+        """The row-locked job is being saved in a final state (inside its transaction): tidy
+        what the kind keeps beside the job. The default keeps nothing."""
+
     def next_poll_in_ms(self, job: Job, now: dt.datetime) -> int:
         """Countdown to the next poll, in milliseconds (default ``PROGRESS_POLL_INTERVAL_MS``)."""
         return int(settings.PROGRESS_POLL_INTERVAL_MS)

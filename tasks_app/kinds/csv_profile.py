@@ -5,20 +5,31 @@ sniffed when absent) and ``encoding`` (optional, default ``utf-8``). The work ta
 (``tasks_app.kind.csv_profile``, queue ``jobs``) reads the file with
 ``tasks_app.csv_profiler`` and records bytes read of the file's size through its
 ``ProgressRecorder``; polls relay that progress.
+
+``csv_profile_parallel`` takes the same parameters and ``parts``: a split kind
+(``split_job_kind``) whose items are record-aligned byte ranges of the file
+(``tasks_app.csv_parts``), profiled in parallel by every ``worker-jobs`` process and merged
+into exactly the figures ``csv_profile`` gives.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Final, Literal
 
+from django.conf import settings
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from tasks_app.csv_parts import CsvPartsMismatchError, CsvPlan, merge_csv_parts, plan_csv_parts, profile_csv_part
 from tasks_app.csv_profiler import NotCSVError, profile_csv
 from tasks_app.kinds.base import StrictParams
+from tasks_app.kinds.split_kind import split_job_kind
 from tasks_app.kinds.task_kind import JobFailed, job_kind
 from tasks_app.models import Upload
 from tasks_app.progress import ProgressRecorder
+
+logger = logging.getLogger(__name__)
 
 DELIMITERS: Final = (",", ";", "\t", "|")
 ENCODINGS: Final = ("utf-8", "latin-1", "cp1252")
@@ -118,3 +129,106 @@ def profile_uploaded_csv(params: CsvProfileParams, recorder: ProgressRecorder) -
     recorder.set_progress(upload.size, upload.size, "profiled")
     result["file"] = upload.name
     return result
+
+
+#: A part is at least this many bytes: a small file gets fewer parts.
+MIN_PART_BYTES: Final = 1_000_000
+#: Most parts a job may ask for.
+MAX_PARTS: Final = 64
+
+
+class CsvProfileParallelParams(CsvProfileParams):
+    """``csv_profile``'s parameters, and ``parts``: how many byte ranges to profile in parallel."""
+
+    parts: int | None = Field(
+        None, ge=1, le=MAX_PARTS, description="Byte ranges profiled in parallel (default CSV_PROFILE_PARTS)."
+    )
+
+
+def _open_upload(params: CsvProfileParams) -> Upload:
+    upload = Upload.objects.filter(pk=params.upload_id).first()
+    if upload is None:
+        raise JobFailed("the uploaded file no longer exists")
+    return upload
+
+
+def _plan(params: CsvProfileParallelParams, upload: Upload) -> CsvPlan:
+    """The file cut into record-aligned byte ranges (``csv_parts.plan_csv_parts``): ``parts``
+    (default ``CSV_PROFILE_PARTS``), fewer for a file under ``MIN_PART_BYTES`` a part."""
+    wanted = params.parts or int(settings.CSV_PROFILE_PARTS)
+    parts = max(1, min(wanted, upload.size // MIN_PART_BYTES))
+    try:
+        with upload.file.open("rb") as fileobj:
+            return plan_csv_parts(
+                fileobj,  # type: ignore[arg-type]  # Django's File proxies read() and seek()
+                size=upload.size,
+                parts=parts,
+                encoding=params.encoding or "utf-8",
+                delimiter=params.delimiter,
+            )
+    except NotCSVError as exc:
+        raise JobFailed(f"{upload.name} is not a CSV file we can read: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise JobFailed(f"could not read {upload.name}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def byte_ranges(params: CsvProfileParallelParams) -> list[dict[str, Any]]:
+    """The split: one item per byte range, ``{"plan": CsvPlan.to_dict(), "index": k}``."""
+    plan = _plan(params, _open_upload(params))
+    return [{"plan": plan.to_dict(), "index": index} for index in range(len(plan.ranges))]
+
+
+def range_bytes(item: dict[str, Any]) -> int:
+    """A range's share of the job's progress: its bytes."""
+    start, end = item["plan"]["ranges"][item["index"]]
+    return max(1, int(end) - int(start))
+
+
+def merged_profile(params: CsvProfileParallelParams, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The merge: the parts' partial profiles merged into ``profile_csv``'s exact result
+    (``csv_parts.merge_csv_parts``), with ``file`` added. A file whose quoting breaks RFC 4180
+    can put a cut inside a row; the parts then do not add up and the file is profiled again
+    whole, in this task, so the figures stay exact."""
+    upload = _open_upload(params)
+    plan = _plan(params, upload)
+    try:
+        result = merge_csv_parts(plan, partials)
+    except CsvPartsMismatchError as exc:
+        logger.warning("csv_profile_parallel %s: %s; profiling the whole file instead", upload.name, exc)
+        with upload.file.open("rb") as fileobj:
+            result = profile_csv(
+                fileobj,  # type: ignore[arg-type]
+                size=upload.size,
+                encoding=params.encoding or "utf-8",
+                delimiter=params.delimiter,
+            )
+    except NotCSVError as exc:
+        raise JobFailed(f"{upload.name} is not a CSV file we can read: {exc}") from None
+    result["file"] = upload.name
+    return result
+
+
+@split_job_kind(
+    "csv_profile_parallel",
+    params=CsvProfileParallelParams,
+    split=byte_ranges,
+    merge=merged_profile,
+    size=range_bytes,
+    queue="jobs",
+    title="CSV profile in parallel",
+    summary=_summary,
+)
+def profile_byte_range(params: CsvProfileParallelParams, item: dict[str, Any], recorder: ProgressRecorder) -> Any:
+    """Profile one byte range of the upload (``csv_parts.profile_csv_part``), recording bytes
+    read of the range; returns its partial profile (JSON)."""
+    upload = _open_upload(params)
+    plan = CsvPlan.from_dict(item["plan"])
+
+    def on_progress(done: int, size: int) -> None:
+        recorder.set_progress(done, size, f"{done:,} of {size:,} bytes read")
+
+    try:
+        with upload.file.open("rb") as fileobj:
+            return profile_csv_part(fileobj, plan, int(item["index"]), on_progress=on_progress)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise JobFailed(f"could not read {upload.name}: {exc.strerror or exc}") from None

@@ -1,0 +1,438 @@
+"""Job kinds whose work is split into items run in parallel: :func:`split_job_kind` (public API).
+
+::
+
+    class Params(StrictParams):
+        limit: int = Field(ge=2, le=10_000_000)
+
+    def ranges(params: Params) -> list[list[int]]:        # split: the items, JSON values
+        step = params.limit // 8 + 1
+        return [[start, min(start + step, params.limit)] for start in range(2, params.limit, step)]
+
+    def add_up(params: Params, results: list[int]) -> dict[str, int]:   # merge: the callback
+        return {"limit": params.limit, "primes": sum(results)}
+
+    @split_job_kind("primes_split", params=Params, split=ranges, merge=add_up,
+                    size=lambda item: item[1] - item[0])
+    def count_range(params: Params, item: list[int], recorder: ProgressRecorder) -> int:
+        ...                                               # one item, its own recorder
+        return found
+
+One job, three kinds of Celery task, all on the kind's ``queue`` (so every worker of that queue
+takes a share, on every host): the split task ``tasks_app.kind.<name>`` (the job's work task:
+it calls ``split`` and makes the items), one item task ``tasks_app.kind.<name>.item`` per item,
+sent as one Celery ``group`` (arguments ``(job_id, attempt, index, item_attempt)``, so Flower
+shows the job id of each), and the merge task ``tasks_app.kind.<name>.merge``, sent once the
+last item ended, which calls ``merge`` with the items' results in order and ends the job
+``succeeded`` with what it returns. The join is ours, not Celery's chord counter
+(``tasks_app.items`` says why).
+
+One job, one bar: the job's progress total is the sum of the items' sizes (``size(item)``,
+default :data:`DEFAULT_ITEM_SIZE`); an item that ended counts whole, a running item counts the
+share its recorder reported; the message says "37 of 120 parts done, 2 running".
+
+Failures: an item that raises is run again, up to ``item_attempts`` runs in all
+(:class:`~tasks_app.kinds.task_kind.JobFailed` is not retried: it says the item cannot
+succeed). Then ``on_item_failure`` decides: ``"fail"`` (default) ends the job ``failed`` at
+once, its error naming the part, and stops the other items; ``"finish"`` lets the others
+finish, calls ``merge`` with the results of the items that succeeded, and adds
+``failed_items`` (``{"count": n, "samples": [{"index", "item", "error"}, ...]}``, at most
+:data:`MAX_FAILED_SAMPLES`) to a dict result.
+
+Cancel reaches every item: queued item tasks are revoked, running ones stop at their
+recorder's next write (or are terminated after ``CANCEL_TERMINATE_AFTER_S``). Recovery: the
+supervisor sends an item task again when it never started and runs an item again when its
+heartbeat stopped (a copy of an older run writes nothing); a merge runs at most once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+from celery import Task, current_app, shared_task, signature
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from pydantic import BaseModel
+
+from tasks_app.errors import InvalidParams
+from tasks_app.heartbeat import Heartbeat
+from tasks_app.kinds.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIME_LIMIT_S, Reading, validate_params
+from tasks_app.kinds.registry import register
+from tasks_app.kinds.task_kind import (
+    CANCEL_TERMINATE_AFTER_S,
+    HARD_LIMIT_GRACE_S,
+    TASK_NAME_PREFIX,
+    JobFailed,
+    TaskKind,
+    WorkFailed,
+)
+from tasks_app.progress import (
+    DEFAULT_MIN_INTERVAL_MS,
+    JobCancelled,
+    Progress,
+    ProgressRecorder,
+    WorkSuperseded,
+    read_recorded_parts,
+    request_cancel,
+)
+
+if TYPE_CHECKING:
+    from tasks_app.models import Job, JobItem
+
+logger = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
+ItemFunction = Callable[[P, Any, ProgressRecorder], Any]
+
+#: Progress units of an item when the kind gives no ``size``: a hundredth of a part each.
+DEFAULT_ITEM_SIZE: Final = 100
+#: Default runs of one item (the first and two more after a failure).
+DEFAULT_ITEM_ATTEMPTS: Final = 3
+#: At most this many failed items are described in ``failed_items["samples"]``.
+MAX_FAILED_SAMPLES: Final = 10
+#: The policies of ``on_item_failure``.
+ON_ITEM_FAILURE: Final = ("fail", "finish")
+#: Suffixes of the item and merge task names (after ``tasks_app.kind.<name>``).
+ITEM_TASK_SUFFIX: Final = ".item"
+MERGE_TASK_SUFFIX: Final = ".merge"
+
+
+class ItemFailed(Exception):
+    """What an item task raises after its run failed (the error as message), so Celery, Flower
+    and the admin's task results show the run as FAILURE. An expected error (``throws``)."""
+
+
+def _part(index: int, item_attempt: int) -> str:
+    """The recorder ``part`` of run ``item_attempt`` of item ``index``."""
+    return f"{index}.{item_attempt}"
+
+
+class SplitKind(TaskKind):
+    """A kind whose work is split into items (module docstring); made by :func:`split_job_kind`."""
+
+    def __init__(
+        self,
+        name: str,
+        params_model: type[BaseModel],
+        task_name: str,
+        queue: str,
+        *,
+        item_attempts: int,
+        on_item_failure: str,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, params_model, task_name, queue, **options)
+        self.item_task = task_name + ITEM_TASK_SUFFIX
+        self.merge_task = task_name + MERGE_TASK_SUFFIX
+        self.item_attempts = item_attempts
+        self.on_item_failure = on_item_failure
+
+    def item_signature(self, job: Job, item: JobItem) -> Any:
+        """The Celery signature of the current run of ``item``: its task id, the kind's queue."""
+        return signature(
+            self.item_task,
+            args=(str(job.id), job.attempt, item.index, item.attempt),
+            task_id=item.task_id,
+            queue=self.queue,
+            app=current_app,
+        )
+
+    def prefetch(self, jobs: Sequence[Job]) -> dict[uuid.UUID, Any]:
+        # Items are read in ``read``, under the job's lock (one query each); nothing to batch.
+        return {}
+
+    def read(self, job: Job, now: dt.datetime, observation: Any = None) -> Reading:
+        """Before the split: nothing yet. After: the sum over items (module docstring)."""
+        if "items" not in job.kind_state:
+            return Reading(progress=None)
+        rows = list(job.items.values_list("index", "state", "size", "attempt"))
+        running = [(index, size, attempt) for index, state, size, attempt in rows if state == "running"]
+        recorded = read_recorded_parts(job.id, job.attempt, [_part(i, a) for i, _, a in running])
+        ended = [row for row in rows if row[1] in ("succeeded", "failed", "cancelled")]
+        current = sum(size for _, _, size, _ in ended)
+        for index, size, attempt in running:
+            progress = recorded.get(_part(index, attempt))
+            if progress is not None and progress.total:
+                current += min(size, size * progress.current // progress.total)
+        failed = sum(1 for row in rows if row[1] == "failed")
+        message = f"{len(ended) - failed:,} of {len(rows):,} parts done, {len(running):,} running"
+        if failed:
+            message += f", {failed:,} failed"
+        total = sum(size for _, _, size, _ in rows) or None
+        return Reading(progress=Progress(current, total, message))
+
+    def cancel(self, job: Job) -> None:
+        """Flag every recorder (cooperative stop) and revoke the split and every item task
+        not yet ended (queued ones then never run)."""
+        request_cancel(job.id)
+        ids = [job.work_task_id] if job.work_task_id else []
+        ids += list(job.items.exclude(state__in=("succeeded", "failed", "cancelled")).values_list("task_id", flat=True))
+        if ids:
+            current_app.control.revoke(ids)
+
+    def stop(self, job: Job) -> None:
+        """Terminate the split task and every running item task (SIGKILL of their pool
+        processes)."""
+        ids = [job.work_task_id] if job.work_task_id else []
+        ids += list(job.items.filter(state="running").values_list("task_id", flat=True))
+        if ids:
+            current_app.control.revoke(ids, terminate=True, signal="SIGKILL")
+            logger.warning("job %s: %s work tasks terminated", job.id, len(ids))
+
+    def cancel_confirmed(self, job: Job, observation: Any) -> bool:
+        """Before the split, as any work task (``TaskKind.cancel_confirmed``). After: True once
+        no item runs with a live heartbeat, or ``CANCEL_TERMINATE_AFTER_S`` after the cancel
+        (then running items are terminated)."""
+        if "items" not in job.kind_state:
+            return super().cancel_confirmed(job, observation)
+        now = timezone.now()
+        alive = now - dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
+        if not job.items.filter(state="running", heartbeat_at__gte=alive).exists():
+            return True
+        asked = job.cancel_requested_at or now
+        if (now - asked).total_seconds() < CANCEL_TERMINATE_AFTER_S:
+            return False
+        self.stop(job)
+        return True
+
+    def finished(self, job: Job) -> None:
+        """The job ended: its items not yet ended end ``cancelled``, and their tasks are
+        revoked (running ones terminated) after commit."""
+        now = timezone.now()
+        open_items = job.items.exclude(state__in=("succeeded", "failed", "cancelled"))
+        running = list(open_items.filter(state="running").values_list("task_id", flat=True))
+        queued = list(open_items.filter(state="queued").values_list("task_id", flat=True))
+        if not running and not queued:
+            return
+        open_items.update(state="cancelled", finished_at=now)
+
+        def revoke() -> None:
+            try:
+                if queued:
+                    current_app.control.revoke(queued)
+                if running:
+                    current_app.control.revoke(running, terminate=True, signal="SIGKILL")
+            except Exception as exc:
+                logger.warning("job %s: item tasks not revoked (%s); their runs are fenced anyway", job.id, exc)
+
+        transaction.on_commit(revoke)
+
+    def task_ids(self, job: Job) -> list[str]:
+        """Every Celery task id of the job: run, split, items, merge (for the admin)."""
+        ids = [job.celery_task_id, job.work_task_id, *job.items.values_list("task_id", flat=True)]
+        merge = job.kind_state.get("merge") or {}
+        ids.append(merge.get("task_id", ""))
+        return [task_id for task_id in ids if task_id]
+
+
+def split_job_kind(
+    name: str,
+    *,
+    params: type[P],
+    split: Callable[[P], Sequence[Any]],
+    merge: Callable[[P, list[Any]], Any],
+    size: Callable[[Any], int] | None = None,
+    queue: str = "jobs",
+    item_attempts: int = DEFAULT_ITEM_ATTEMPTS,
+    on_item_failure: Literal["fail", "finish"] = "fail",
+    min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    time_limit_s: int = DEFAULT_TIME_LIMIT_S,
+    title: str | None = None,
+    summary: Callable[[P], str] | None = None,
+) -> Callable[[ItemFunction[P]], Task]:
+    """Register the decorated function as the work of one item of split job kind ``name``.
+
+    Arguments, beside those of ``job_kind`` (``name``, ``params``, ``queue``,
+    ``min_interval_ms``, ``max_attempts`` of the split task, ``time_limit_s`` of each task,
+    ``title``, ``summary``): ``split`` a function of the parameters returning the items (a
+    sequence of JSON-serialisable values; it runs in the split task, on the kind's queue);
+    ``merge`` a function of the parameters and the items' results (a list in item order)
+    returning the job's result (JSON-serialisable); ``size`` a function of an item returning
+    its share of the progress total (an int ≥ 1, e.g. bytes; default
+    :data:`DEFAULT_ITEM_SIZE` each); ``item_attempts`` (≥ 1) runs one item may have;
+    ``on_item_failure`` ``"fail"`` or ``"finish"`` (module docstring).
+
+    The function is called as ``function(params_instance, item, recorder)`` and returns the
+    item's result (JSON-serialisable); raising ``JobFailed`` fails the item without a retry.
+    Returns the item task. Raises ``ValueError`` for a taken name, a limit below 1 or an
+    unknown ``on_item_failure``.
+    """
+    if max_attempts < 1 or time_limit_s < 1 or item_attempts < 1:
+        raise ValueError(f"job kind {name!r}: max_attempts, item_attempts and time_limit_s must be at least 1")
+    if on_item_failure not in ON_ITEM_FAILURE:
+        raise ValueError(f"job kind {name!r}: on_item_failure must be one of {ON_ITEM_FAILURE}")
+    item_size = size or (lambda item: DEFAULT_ITEM_SIZE)
+
+    def decorate(function: ItemFunction[P]) -> Task:
+        task_name = TASK_NAME_PREFIX + name
+        kind = SplitKind(
+            name,
+            params,
+            task_name,
+            queue,
+            item_attempts=item_attempts,
+            on_item_failure=on_item_failure,
+            max_attempts=max_attempts,
+            time_limit_s=time_limit_s,
+            title=title,
+            summary=summary,
+        )
+        register(kind)
+        limits = {"soft_time_limit": time_limit_s, "time_limit": time_limit_s + HARD_LIMIT_GRACE_S}
+
+        @shared_task(name=task_name, bind=True, throws=(WorkFailed,), **limits)  # type: ignore[untyped-decorator]
+        def split_work(self: Task, job_id: str, attempt: int = 1) -> Any:
+            return _run_split(self, job_id, attempt, kind, params, split, item_size)
+
+        @shared_task(name=kind.item_task, bind=True, throws=(ItemFailed,), **limits)  # type: ignore[untyped-decorator]
+        def run_item(self: Task, job_id: str, attempt: int, index: int, item_attempt: int) -> Any:
+            return _run_item(self, job_id, attempt, index, item_attempt, kind, params, function, min_interval_ms)
+
+        @shared_task(name=kind.merge_task, bind=True, throws=(WorkFailed,), **limits)  # type: ignore[untyped-decorator]
+        def run_merge(self: Task, job_id: str, attempt: int) -> Any:
+            return _run_merge(self, job_id, attempt, kind, params, merge)
+
+        run_item.__doc__ = function.__doc__
+        split_work.__doc__ = f"Split a {name} job into items ({split.__name__})."
+        run_merge.__doc__ = f"Merge the items of a {name} job ({merge.__name__})."
+        return run_item
+
+    return decorate
+
+
+def _values(params_model: type[P], job: Job) -> P:
+    return validate_params(params_model, job.params, owner=job.owner)
+
+
+def _run_split(
+    task: Task,
+    job_id: str,
+    attempt: int,
+    kind: SplitKind,
+    params_model: type[P],
+    split: Callable[[P], Sequence[Any]],
+    size: Callable[[Any], int],
+) -> Any:
+    from tasks_app import attempts, items  # they import the registry, which imports this module
+
+    job = attempts.work_claim(job_id=job_id, attempt=attempt)
+    if job is None:
+        return None
+    error: str | None = None
+    with Heartbeat(job_id, attempt, attempts.work_heartbeat):
+        try:
+            values = _values(params_model, job)
+            parts = [(item, max(1, int(size(item)))) for item in split(values)]
+        except InvalidParams as exc:
+            error = f"the job's parameters are no longer valid: {exc.fields}"
+        except JobFailed as exc:
+            error = str(exc) or f"{kind.name} failed"
+        except SoftTimeLimitExceeded:
+            error = f"time limit exceeded ({kind.time_limit_s} s) while splitting"
+        except Exception:
+            logger.exception("%s: split of job %s failed unexpectedly (task %s)", kind.name, job_id, task.request.id)
+            error = f"internal error splitting {kind.name}; the worker log has the details (task {task.request.id})"
+    if error is not None:
+        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
+        raise WorkFailed(error) from None
+    made = items.items_create(job_id=job_id, attempt=attempt, items=parts)
+    return {"items": made}
+
+
+def _run_item(
+    task: Task,
+    job_id: str,
+    attempt: int,
+    index: int,
+    item_attempt: int,
+    kind: SplitKind,
+    params_model: type[P],
+    function: ItemFunction[P],
+    min_interval_ms: int,
+) -> Any:
+    from tasks_app import items
+
+    claimed = items.item_claim(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt)
+    if claimed is None:
+        return None
+    job, item = claimed
+    error: str | None = None
+    retry = True
+    with Heartbeat(job_id, item_attempt, lambda _job_id, run: items.item_heartbeat(item.pk, run)) as heartbeat:
+        recorder = ProgressRecorder(
+            job_id,
+            attempt=attempt,
+            part=_part(index, item_attempt),
+            min_interval_ms=min_interval_ms,
+            superseded=lambda: heartbeat.superseded,
+        )
+        try:
+            result = function(_values(params_model, job), item.item, recorder)
+        except WorkSuperseded:
+            logger.info("%s: job %s item %s run %s superseded", kind.name, job_id, index, item_attempt)
+            return None
+        except JobCancelled:
+            items.item_stopped(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt)
+            return None
+        except JobFailed as exc:
+            error, retry = str(exc) or f"{kind.name} part failed", False
+        except InvalidParams as exc:
+            error, retry = f"the job's parameters are no longer valid: {exc.fields}", False
+        except SoftTimeLimitExceeded:
+            error = f"time limit exceeded ({kind.time_limit_s} s)"
+        except Exception as exc:
+            logger.exception(
+                "%s: job %s item %s failed unexpectedly (task %s)", kind.name, job_id, index, task.request.id
+            )
+            error = f"{type(exc).__name__} in {kind.name} (task {task.request.id}; the worker log has the details)"
+    if error is not None:
+        items.item_fail(
+            job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt, error=error, retry=retry
+        )
+        raise ItemFailed(error) from None
+    items.item_succeed(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt, result=result)
+    return result
+
+
+def _run_merge(
+    task: Task,
+    job_id: str,
+    attempt: int,
+    kind: SplitKind,
+    params_model: type[P],
+    merge: Callable[[P, list[Any]], Any],
+) -> Any:
+    from tasks_app import attempts, items
+
+    claimed = items.merge_claim(job_id=job_id, attempt=attempt, task_id=str(task.request.id))
+    if claimed is None:
+        return None
+    job, rows = claimed
+    failed = [row for row in rows if row.state == "failed"]
+    error: str | None = None
+    try:
+        result = merge(_values(params_model, job), [row.result for row in rows if row.state == "succeeded"])
+    except JobFailed as exc:
+        error = str(exc) or f"{kind.name} failed"
+    except SoftTimeLimitExceeded:
+        error = f"time limit exceeded ({kind.time_limit_s} s) while merging"
+    except Exception:
+        logger.exception("%s: merge of job %s failed unexpectedly (task %s)", kind.name, job_id, task.request.id)
+        error = f"internal error merging {kind.name}; the worker log has the details (task {task.request.id})"
+    if error is not None:
+        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
+        raise WorkFailed(error) from None
+    if failed and isinstance(result, dict):
+        samples = [{"index": row.index, "item": row.item, "error": row.error} for row in failed[:MAX_FAILED_SAMPLES]]
+        result = {**result, "failed_items": {"count": len(failed), "samples": samples}}
+    total = sum(row.size for row in rows)
+    done = f"{len(rows) - len(failed):,} of {len(rows):,} parts done" + (f", {len(failed):,} failed" if failed else "")
+    attempts.job_succeed(job_id=job_id, result=result, progress=Progress(total, total or None, done), attempt=attempt)
+    return None
