@@ -28,7 +28,7 @@ from django_celery_results.models import TaskResult
 from tasks_app import services
 from tasks_app.errors import ApplicationError
 from tasks_app.kinds import REGISTRY, SplitKind
-from tasks_app.models import ApiToken, Job, JobState, Upload
+from tasks_app.models import ApiToken, Job, JobItem, JobState, Upload
 from tasks_app.selectors import percent_of
 
 #: Characters of a job's id shown in lists (enough to tell jobs apart by eye; search takes all).
@@ -96,6 +96,23 @@ def task_results_url(job: Job) -> str | None:
     return f"{changelist}?task_id__in={','.join(task_ids)}"
 
 
+class JobItemInline(admin.TabularInline):  # type: ignore[type-arg]
+    """The items of a split job, read-only, in item order."""
+
+    model = JobItem
+    fields = ("index", "state", "attempt", "size", "item", "error", "task_id", "heartbeat_at", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Jobs: filter by state, kind, owner and date; search ids and messages; cancel active jobs."""
@@ -156,6 +173,10 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # Every field is machine-written; the computed ones must be listed for the view-only page.
     readonly_fields = ("percent", "task_results_link")
     actions = ("cancel_selected",)
+
+    def get_inlines(self, request: HttpRequest, obj: Job | None) -> tuple[type[JobItemInline], ...]:
+        """The items of a split job; other jobs have none."""
+        return (JobItemInline,) if obj is not None and isinstance(REGISTRY.get(obj.kind), SplitKind) else ()
 
     class Media:
         css = ADMIN_CSS

@@ -293,3 +293,19 @@ def test_a_file_that_is_not_csv_fails_the_parallel_job_at_the_split(user: Any, b
     assert job.state == JobState.FAILED
     assert job.error.startswith("photo.csv is not a CSV file we can read")
     assert not job.items.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_a_split_jobs_items_and_links_all_its_tasks(
+    admin_client: Any, user: Any, broker: Any, memory_layer: Any
+) -> None:
+    job = split(started(user, "primes_split", {"limit": 2000, "parts": 3}))
+    for index in range(3):
+        assert run_item(job, index).successful()
+    assert run_merge(job).successful()
+    job.refresh_from_db()
+    page = admin_client.get(f"/admin/tasks_app/job/{job.id}/change/").content.decode()
+    assert page.count("[2, 668]") == 1, "item 0 is listed once"
+    ids = [job.celery_task_id, job.work_task_id, *job.items.values_list("task_id", flat=True)]
+    ids.append(job.kind_state["merge"]["task_id"])
+    assert f"?task_id__in={','.join(ids)}" in page
