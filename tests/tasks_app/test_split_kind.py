@@ -70,7 +70,8 @@ def test_the_example_split_kind_is_registered_with_its_three_tasks() -> None:
         "tasks_app.kind.primes_split.item",
         "tasks_app.kind.primes_split.merge",
     )
-    assert kind.on_item_failure == "finish"
+    assert kind.item_failure_policy(Job(kind="primes_split", params={"limit": 10})) == "finish"
+    assert kind.item_failure_policy(Job(kind="primes_split", params={"limit": 10, "keep_going": False})) == "fail"
     for name in (kind.work_task, kind.item_task, kind.merge_task):
         assert name in current_app.tasks
 
@@ -130,30 +131,80 @@ def test_a_split_job_runs_split_items_merge_with_one_bar(user: Any, broker: Any,
     assert job.result == {"limit": 2000, "primes": PRIMES_BELOW_2000}
 
 
+class LenientSplitParams(StrictParams):
+    parts: int = Field(4, ge=1)
+    crash_item: int = 1
+    crashes: int = Field(0, ge=0, description="Runs of crash_item that raise before one succeeds.")
+
+
+@split_job_kind(
+    "test-split-lenient",
+    params=LenientSplitParams,
+    split=lambda params: list(range(params.parts)),
+    merge=lambda params, results: {"sum": sum(results)},
+    on_item_failure="finish",
+)
+def lenient_item(params: LenientSplitParams, item: int, recorder: ProgressRecorder) -> int:
+    run = int(recorder.part.split(".")[1])  # "<index>.<item attempt>"
+    if item == params.crash_item and run <= params.crashes:
+        raise ZeroDivisionError(f"run {run} of item {item} crashes")
+    return item * 10
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_item_is_retried_then_counted_under_finish(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "primes_split", {"limit": 2000, "parts": 4, "fail_part": 1}))
+def test_an_item_that_raises_runs_again_and_its_second_run_counts(user: Any, broker: Any, memory_layer: Any) -> None:
+    job = split(started(user, "test-split-lenient", {"crashes": 1}))
+    for index in (0, 2, 3):
+        assert run_item(job, index).successful()
+    outcome = run_item(job, 1)
+    assert outcome.failed()
+    assert "ZeroDivisionError in test-split-lenient" in str(outcome.result)  # no message of the user's code
+    item = JobItem.objects.get(job=job, index=1)
+    assert (item.state, item.attempt) == (ItemState.QUEUED, 2)
+    assert [(t.args[2], t.args[3]) for t in broker.queued("jobs") if t.name.endswith(".item")][-1] == (1, 2)
+    assert run_item(job, 1).successful()
+    assert run_merge(job).successful()
+    job.refresh_from_db()
+    assert (job.state, job.result) == (JobState.SUCCEEDED, {"sum": 60})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_item_that_keeps_failing_is_counted_and_sampled_under_finish(
+    user: Any, broker: Any, memory_layer: Any
+) -> None:
+    job = split(started(user, "test-split-lenient", {"crashes": 99}))
     for index in (0, 2, 3):
         assert run_item(job, index).successful()
     for run in (1, 2, 3):
-        outcome = run_item(job, 1)
-        assert outcome.failed()
-        assert "RuntimeError in primes_split" in str(outcome.result)
-        item = JobItem.objects.get(job=job, index=1)
-        assert item.attempt == min(run + 1, 3)
+        assert run_item(job, 1).failed()
+        assert JobItem.objects.get(job=job, index=1).attempt == min(run + 1, 3)
     item = JobItem.objects.get(job=job, index=1)
     assert (item.state, item.attempt) == (ItemState.FAILED, 3)
-    assert "RuntimeError" in item.error
+    assert "ZeroDivisionError" in item.error
     assert run_merge(job).successful()
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
     assert isinstance(job.result, dict)
+    assert job.result["sum"] == 50
     failed = job.result["failed_items"]
     assert failed["count"] == 1
-    assert failed["samples"][0]["index"] == 1
-    assert failed["samples"][0]["item"] == [502, 1002]
-    assert job.result["primes"] < PRIMES_BELOW_2000
+    assert (failed["samples"][0]["index"], failed["samples"][0]["item"]) == (1, 1)
     assert job.progress_message == "3 of 4 parts done, 1 failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_part_that_cannot_be_done_is_not_retried(user: Any, broker: Any, memory_layer: Any) -> None:
+    job = split(started(user, "primes_split", {"limit": 2000, "parts": 4, "fail_part": 1}))
+    assert run_item(job, 1).failed()  # JobFailed: failed for good at once
+    item = JobItem.objects.get(job=job, index=1)
+    assert (item.state, item.attempt, item.error) == (ItemState.FAILED, 1, "part 1 fails on purpose (fail_part)")
+    for index in (0, 2, 3):
+        assert run_item(job, index).successful()
+    assert run_merge(job).successful()
+    job.refresh_from_db()
+    assert job.result is not None
+    assert job.result["primes"] < PRIMES_BELOW_2000
+    assert job.result["failed_items"]["samples"][0]["item"] == [502, 1002]
 
 
 class StrictSplitParams(StrictParams):
