@@ -328,6 +328,26 @@ def _values(params_model: type[P], job: Job) -> P:
     return validate_params(params_model, job.params, owner=job.owner)
 
 
+T = TypeVar("T")
+
+
+def _step(task: Task, kind: SplitKind, job_id: str, doing: str, call: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run the split or the merge (``doing``: ``"splitting"``, ``"merging"``): ``(value, None)``,
+    or ``(None, error)`` with the job's error for people when it raised (the traceback of an
+    unexpected error goes to the worker log only)."""
+    try:
+        return call(), None
+    except InvalidParams as exc:
+        return None, f"the job's parameters are no longer valid: {exc.fields}"
+    except JobFailed as exc:
+        return None, str(exc) or f"{kind.name} failed"
+    except SoftTimeLimitExceeded:
+        return None, f"time limit exceeded ({kind.time_limit_s} s) while {doing}"
+    except Exception:
+        logger.exception("%s: %s job %s failed unexpectedly (task %s)", kind.name, doing, job_id, task.request.id)
+        return None, f"internal error {doing} {kind.name}; the worker log has the details (task {task.request.id})"
+
+
 def _run_split(
     task: Task,
     job_id: str,
@@ -342,22 +362,16 @@ def _run_split(
     job = attempts.work_claim(job_id=job_id, attempt=attempt)
     if job is None:
         return None
-    error: str | None = None
     with Heartbeat(job_id, attempt, attempts.work_heartbeat):
-        try:
-            values = _values(params_model, job)
-            parts = [(item, max(1, int(size(item)))) for item in split(values)]
-        except InvalidParams as exc:
-            error = f"the job's parameters are no longer valid: {exc.fields}"
-        except JobFailed as exc:
-            error = str(exc) or f"{kind.name} failed"
-        except SoftTimeLimitExceeded:
-            error = f"time limit exceeded ({kind.time_limit_s} s) while splitting"
-        except Exception:
-            logger.exception("%s: split of job %s failed unexpectedly (task %s)", kind.name, job_id, task.request.id)
-            error = f"internal error splitting {kind.name}; the worker log has the details (task {task.request.id})"
-    if error is not None:
-        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
+        parts, error = _step(
+            task,
+            kind,
+            job_id,
+            "splitting",
+            lambda: [(item, max(1, int(size(item)))) for item in split(_values(params_model, job))],
+        )
+    if error is not None or parts is None:
+        attempts.job_fail(job_id=job_id, error=error or "nothing to split", attempt=attempt)
         raise WorkFailed(error) from None
     made = items.items_create(job_id=job_id, attempt=attempt, items=parts)
     return {"items": made}
@@ -433,16 +447,13 @@ def _run_merge(
         return None
     job, rows = claimed
     failed = [row for row in rows if row.state == "failed"]
-    error: str | None = None
-    try:
-        result = merge(_values(params_model, job), [row.result for row in rows if row.state == "succeeded"])
-    except JobFailed as exc:
-        error = str(exc) or f"{kind.name} failed"
-    except SoftTimeLimitExceeded:
-        error = f"time limit exceeded ({kind.time_limit_s} s) while merging"
-    except Exception:
-        logger.exception("%s: merge of job %s failed unexpectedly (task %s)", kind.name, job_id, task.request.id)
-        error = f"internal error merging {kind.name}; the worker log has the details (task {task.request.id})"
+    result, error = _step(
+        task,
+        kind,
+        job_id,
+        "merging",
+        lambda: merge(_values(params_model, job), [r.result for r in rows if r.state == "succeeded"]),
+    )
     if error is not None:
         attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
         raise WorkFailed(error) from None

@@ -256,17 +256,22 @@ async def test_worker_jobs_killed_whole_mid_csv_profile_and_mid_primes(
     assert finals[primes_job]["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
 
 
-async def test_a_killed_pool_child_is_recovered(demo: HttpSession, fault_stack: Stack) -> None:
-    viewer = await Viewer.open(demo)
-    job = await viewer.start("primes", {"limit": PRIMES_LIMIT})
-    await viewer.until(lambda f: f["job"]["id"] == job and percent(f) > 5, 30)
+def kill_a_busy_pool_process(stack: Stack) -> None:
+    """SIGKILL one pool process of worker-jobs that is running work (over half a core)."""
     busy = [
         child
-        for child in psutil.Process(fault_stack.processes["worker-jobs"].pid).children(recursive=True)
+        for child in psutil.Process(stack.processes["worker-jobs"].pid).children(recursive=True)
         if child.cpu_percent(interval=0.2) > 50
     ]
     assert busy, "no busy pool process of worker-jobs"
     busy[0].send_signal(signal.SIGKILL)
+
+
+async def test_a_killed_pool_child_is_recovered(demo: HttpSession, fault_stack: Stack) -> None:
+    viewer = await Viewer.open(demo)
+    job = await viewer.start("primes", {"limit": PRIMES_LIMIT})
+    await viewer.until(lambda f: f["job"]["id"] == job and percent(f) > 5, 30)
+    kill_a_busy_pool_process(fault_stack)
     fault = time.monotonic()
     final = await viewer.final(job, 90)
     # Frames already on their way may arrive after the kill: the new attempt is what shows
@@ -295,13 +300,7 @@ async def test_a_pool_child_killed_mid_item_reruns_that_item_and_the_merge_is_ex
     job = await viewer.start("csv_profile_parallel", {"upload_id": upload["upload_id"], "parts": 2})
     await viewer.until(lambda f: f["job"]["id"] == job and "2 running" in f["job"]["progress"]["message"], 60)
     await viewer.until(progressing(job, below=40), 30)
-    busy = [
-        child
-        for child in psutil.Process(fault_stack.processes["worker-jobs"].pid).children(recursive=True)
-        if child.cpu_percent(interval=0.2) > 50
-    ]
-    assert busy, "no busy pool process of worker-jobs"
-    busy[0].send_signal(signal.SIGKILL)
+    kill_a_busy_pool_process(fault_stack)
     fault = time.monotonic()
     final = await viewer.final(job, 180)
     report("a worker-jobs pool process SIGKILLed mid item of a split csv_profile: succeeded", time.monotonic() - fault)

@@ -85,7 +85,9 @@ def test_start_creates_pending_job_and_dispatches_run_job_on_commit(user, broker
 
 
 def test_start_rejects_unknown_kind_and_bad_params_and_starts_nothing(user, broker, memory_layer):
-    with pytest.raises(UnknownKind, match="known kinds: csv_profile, csv_profile_parallel, primes, primes_split, remote"):
+    with pytest.raises(
+        UnknownKind, match="known kinds: csv_profile, csv_profile_parallel, primes, primes_split, remote"
+    ):
         services.job_start(owner=user, kind="nope", params={})
     with pytest.raises(InvalidParams) as info:
         services.job_start(owner=user, kind="simulated", params={"step": 0, "interval_ms": "x", "zzz": 1})
