@@ -243,6 +243,16 @@ def clear_recorded(job_id: uuid.UUID | str, attempts: int) -> None:
         logger.warning("job %s: recorded progress not cleared (%s); housekeeping will", job_id, exc)
 
 
+def clear_recorded_parts(job_id: uuid.UUID | str, attempt: int, parts: list[str]) -> None:
+    """Forget what the items ``parts`` (``"<index>.<item attempt>"``) of a split job's
+    ``attempt`` recorded, once the job is final; never raises (the keys expire after
+    ``TTL_S`` anyway)."""
+    try:
+        _cache().delete_many([_progress_key(job_id, attempt, part) for part in parts])
+    except REDIS_ERRORS as exc:
+        logger.warning("job %s: recorded progress of its items not cleared (%s)", job_id, exc)
+
+
 def recorded_job_ids() -> set[uuid.UUID]:
     """Ids of every job that has recorded progress or a cancel flag in the cache (SCAN;
     for housekeeping)."""

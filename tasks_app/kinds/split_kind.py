@@ -78,6 +78,7 @@ from tasks_app.progress import (
     Progress,
     ProgressRecorder,
     WorkSuperseded,
+    clear_recorded_parts,
     read_recorded_parts,
     request_cancel,
 )
@@ -218,9 +219,14 @@ class SplitKind(TaskKind):
         return True
 
     def finished(self, job: Job) -> None:
-        """The job ended: its items not yet ended end ``cancelled``, and their tasks are
-        revoked (running ones terminated) after commit."""
+        """The job ended: its items not yet ended end ``cancelled``, their tasks are revoked
+        (running ones terminated), and what the items recorded is forgotten, after commit."""
         now = timezone.now()
+        runs = list(job.items.values_list("index", "attempt"))
+        parts = [_part(index, run) for index, attempt in runs for run in range(1, attempt + 1)]
+        job_id, attempt = job.id, job.attempt
+        if parts:
+            transaction.on_commit(lambda: clear_recorded_parts(job_id, attempt, parts))
         open_items = job.items.exclude(state__in=("succeeded", "failed", "cancelled"))
         running = list(open_items.filter(state="running").values_list("task_id", flat=True))
         queued = list(open_items.filter(state="queued").values_list("task_id", flat=True))

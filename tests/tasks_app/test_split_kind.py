@@ -20,6 +20,7 @@ from pydantic import Field
 from tasks_app import items, services, supervisor
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, SplitKind, StrictParams, csv_profile, split_job_kind
 from tasks_app.models import ItemState, Job, JobItem, JobState
+from tasks_app.progress import read_recorded_parts
 from tests.realdata import AIRPORTS, PENGUINS_RAW, SEATTLE_WEATHER, STOCKS
 
 PRIMES_BELOW_2000 = 303  # pi(2000), a known figure
@@ -116,6 +117,7 @@ def test_a_split_job_runs_split_items_merge_with_one_bar(user: Any, broker: Any,
     assert "merge" not in job.kind_state
     assert run_item(job, 2).successful()
     assert run_item(job, 3).successful()
+    assert len(read_recorded_parts(job.id, 1, ["0.1", "1.1", "2.1", "3.1"])) == 4, "each item recorded"
     job.refresh_from_db()
     assert "merge" in job.kind_state
     assert queued_names(broker)[-1] == "tasks_app.kind.primes_split.merge"
@@ -125,6 +127,7 @@ def test_a_split_job_runs_split_items_merge_with_one_bar(user: Any, broker: Any,
     assert job.result == {"limit": 2000, "primes": PRIMES_BELOW_2000}
     assert job.progress_current == job.progress_total == 1998
     assert job.progress_message == "4 of 4 parts done"
+    assert read_recorded_parts(job.id, 1, ["0.1", "1.1", "2.1", "3.1"]) == {}, "the items' progress is forgotten"
     # The merge runs once: a second copy claims nothing.
     assert run_merge(job).result is None
     job.refresh_from_db()
