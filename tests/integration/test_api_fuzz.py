@@ -92,7 +92,7 @@ def test_schemathesis_finds_no_failure_in_the_http_api(stack: Stack, fuzz_user: 
     status, document = fuzz_user.json("GET", "/api/openapi.json")
     assert status == 200
     kinds = set(document["components"]["schemas"]["JobStartIn"]["discriminator"]["mapping"])
-    assert {"simulated", "csv_profile", "remote", "primes"} <= kinds
+    assert {"simulated", "csv_profile", "csv_profile_parallel", "remote", "primes", "primes_split"} <= kinds
     status, page = fuzz_user.json("GET", "/api/jobs/?limit=100")
     assert status == 200, page
     assert {job["kind"] for job in page["items"]} == kinds, page["items"]

@@ -5,8 +5,8 @@ Two things the OpenAPI document states in words but a generator cannot know:
 - a session request with an unsafe method also needs Django's CSRF token (cookie
   ``csrftoken`` and header ``X-CSRFToken``, ``api.SessionCsrfAuth``): added to every request
   that carries the session cookie, so requests without the session stay without it;
-- ``csv_profile``'s ``upload_id`` must be one of the user's uploads (``POST /uploads/`` is
-  not part of this API): a generated id is replaced by the fuzz user's real upload.
+- the ``upload_id`` of ``csv_profile`` and ``csv_profile_parallel`` must be one of the user's
+  uploads (``POST /uploads/`` is not part of this API): a generated id is replaced by the fuzz user's real upload.
 
 Values come from the environment: ``FUZZ_CSRF_TOKEN``, ``FUZZ_UPLOAD_ID``.
 """
@@ -22,6 +22,8 @@ import schemathesis
 SESSION_COOKIE = "sessionid"
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "X-CSRFToken"
+#: Kinds whose parameters name an upload.
+UPLOAD_KINDS = frozenset({"csv_profile", "csv_profile_parallel"})
 
 
 @schemathesis.hook
@@ -34,6 +36,6 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
         if isinstance(headers, MutableMapping):
             headers[CSRF_HEADER] = os.environ["FUZZ_CSRF_TOKEN"]
     body = case.body
-    params = body.get("params") if isinstance(body, dict) and body.get("kind") == "csv_profile" else None
+    params = body.get("params") if isinstance(body, dict) and str(body.get("kind")) in UPLOAD_KINDS else None
     if isinstance(params, dict) and isinstance(params.get("upload_id"), str):
         params["upload_id"] = os.environ["FUZZ_UPLOAD_ID"]
