@@ -27,7 +27,7 @@ from django_celery_results.models import TaskResult
 
 from tasks_app import services
 from tasks_app.errors import ApplicationError
-from tasks_app.kinds import REGISTRY, SplitKind
+from tasks_app.kinds import REGISTRY, JobKind, SplitKind
 from tasks_app.models import ApiToken, Job, JobItem, JobState, Upload
 from tasks_app.selectors import percent_of
 
@@ -85,11 +85,7 @@ def duration_text(seconds: float) -> str:
 def task_results_url(job: Job) -> str | None:
     """Admin URL of the Celery task results of ``job`` (its run task and work task; a split
     job's items and merge too), or None."""
-    kind = REGISTRY.get(job.kind)
-    if isinstance(kind, SplitKind):
-        task_ids = kind.task_ids(job)
-    else:
-        task_ids = [task_id for task_id in (job.celery_task_id, job.work_task_id) if task_id]
+    task_ids = (REGISTRY.get(job.kind) or JobKind()).task_ids(job)
     if not task_ids:
         return None
     changelist = reverse("admin:django_celery_results_taskresult_changelist")

@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from celery import current_app, group
 from django.conf import settings
@@ -35,10 +35,8 @@ from django.utils import timezone
 
 from tasks_app import services
 from tasks_app.kinds import get_kind
+from tasks_app.kinds.split_kind import SplitKind
 from tasks_app.models import ITEM_FINAL_STATES, ItemState, Job, JobItem, JobState
-
-if TYPE_CHECKING:
-    from tasks_app.kinds.split_kind import SplitKind
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +51,6 @@ ITEM_RESEND_MAX_S: Final = 300.0
 
 
 def _split_kind(job: Job) -> SplitKind:
-    from tasks_app.kinds.split_kind import SplitKind
-
     kind = get_kind(job.kind)
     assert isinstance(kind, SplitKind), f"{job.kind} is not a split kind"
     return kind

@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from realtime import messaging
 from tasks_app.errors import IdempotencyConflict, NotCancellable, RateLimited
-from tasks_app.kinds import get_kind
+from tasks_app.kinds import REGISTRY, get_kind
 from tasks_app.kinds.base import JobKind, Progress, Reading
 from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
@@ -469,7 +469,9 @@ def _finish(job: Job, state: str) -> None:
     job.poll_due_at = None
     job.seq += 1
     job.save()
-    get_kind(job.kind).finished(job)
+    kind = REGISTRY.get(job.kind)  # a job of a kind no longer installed still ends
+    if kind is not None:
+        kind.finished(job)
     job_id, attempts = job.id, job.attempt
     transaction.on_commit(lambda: clear_recorded(job_id, attempts))
     logger.info("job %s ended %s at seq %s", job.id, state, job.seq)

@@ -154,6 +154,11 @@ class JobKind:
         The default confirms at once."""
         return True
 
+    def task_ids(self, job: Job) -> list[str]:
+        """The job's Celery task ids, for the admin's "task results" link: its ``run_job`` and
+        its work task (those it has)."""
+        return [task_id for task_id in (job.celery_task_id, job.work_task_id) if task_id]
+
     def finished(self, job: Job) -> None:
         """The row-locked job is being saved in a final state (inside its transaction): tidy
         what the kind keeps beside the job. The default keeps nothing."""

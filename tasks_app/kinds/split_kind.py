@@ -51,7 +51,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from celery import Task, current_app, shared_task, signature
 from celery.exceptions import SoftTimeLimitExceeded
@@ -72,6 +72,7 @@ from tasks_app.kinds.task_kind import (
     TaskKind,
     WorkFailed,
 )
+from tasks_app.models import ITEM_FINAL_STATES, ItemState, Job, JobItem
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
     JobCancelled,
@@ -82,9 +83,6 @@ from tasks_app.progress import (
     read_recorded_parts,
     request_cancel,
 )
-
-if TYPE_CHECKING:
-    from tasks_app.models import Job, JobItem
 
 logger = logging.getLogger(__name__)
 
@@ -169,15 +167,15 @@ class SplitKind(TaskKind):
         if "items" not in job.kind_state:
             return Reading(progress=None)
         rows = list(job.items.values_list("index", "state", "size", "attempt"))
-        running = [(index, size, attempt) for index, state, size, attempt in rows if state == "running"]
+        running = [(index, size, attempt) for index, state, size, attempt in rows if state == ItemState.RUNNING]
         recorded = read_recorded_parts(job.id, job.attempt, [_part(i, a) for i, _, a in running])
-        ended = [row for row in rows if row[1] in ("succeeded", "failed", "cancelled")]
+        ended = [row for row in rows if row[1] in ITEM_FINAL_STATES]
         current = sum(size for _, _, size, _ in ended)
         for index, size, attempt in running:
             progress = recorded.get(_part(index, attempt))
             if progress is not None and progress.total:
                 current += min(size, size * progress.current // progress.total)
-        failed = sum(1 for row in rows if row[1] == "failed")
+        failed = sum(1 for row in rows if row[1] == ItemState.FAILED)
         message = f"{len(ended) - failed:,} of {len(rows):,} parts done, {len(running):,} running"
         if failed:
             message += f", {failed:,} failed"
@@ -189,7 +187,7 @@ class SplitKind(TaskKind):
         not yet ended (queued ones then never run)."""
         request_cancel(job.id)
         ids = [job.work_task_id] if job.work_task_id else []
-        ids += list(job.items.exclude(state__in=("succeeded", "failed", "cancelled")).values_list("task_id", flat=True))
+        ids += list(job.items.exclude(state__in=ITEM_FINAL_STATES).values_list("task_id", flat=True))
         if ids:
             current_app.control.revoke(ids)
 
@@ -197,7 +195,7 @@ class SplitKind(TaskKind):
         """Terminate the split task and every running item task (SIGKILL of their pool
         processes)."""
         ids = [job.work_task_id] if job.work_task_id else []
-        ids += list(job.items.filter(state="running").values_list("task_id", flat=True))
+        ids += list(job.items.filter(state=ItemState.RUNNING).values_list("task_id", flat=True))
         if ids:
             current_app.control.revoke(ids, terminate=True, signal="SIGKILL")
             logger.warning("job %s: %s work tasks terminated", job.id, len(ids))
@@ -210,7 +208,7 @@ class SplitKind(TaskKind):
             return super().cancel_confirmed(job, observation)
         now = timezone.now()
         alive = now - dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
-        if not job.items.filter(state="running", heartbeat_at__gte=alive).exists():
+        if not job.items.filter(state=ItemState.RUNNING, heartbeat_at__gte=alive).exists():
             return True
         asked = job.cancel_requested_at or now
         if (now - asked).total_seconds() < CANCEL_TERMINATE_AFTER_S:
@@ -221,18 +219,16 @@ class SplitKind(TaskKind):
     def finished(self, job: Job) -> None:
         """The job ended: its items not yet ended end ``cancelled``, their tasks are revoked
         (running ones terminated), and what the items recorded is forgotten, after commit."""
-        now = timezone.now()
-        runs = list(job.items.values_list("index", "attempt"))
-        parts = [_part(index, run) for index, attempt in runs for run in range(1, attempt + 1)]
+        rows = list(job.items.values_list("index", "attempt", "state", "task_id"))
+        parts = [_part(index, run) for index, attempt, _, _ in rows for run in range(1, attempt + 1)]
         job_id, attempt = job.id, job.attempt
         if parts:
             transaction.on_commit(lambda: clear_recorded_parts(job_id, attempt, parts))
-        open_items = job.items.exclude(state__in=("succeeded", "failed", "cancelled"))
-        running = list(open_items.filter(state="running").values_list("task_id", flat=True))
-        queued = list(open_items.filter(state="queued").values_list("task_id", flat=True))
+        running = [task_id for _, _, state, task_id in rows if state == ItemState.RUNNING]
+        queued = [task_id for _, _, state, task_id in rows if state == ItemState.QUEUED]
         if not running and not queued:
             return
-        open_items.update(state="cancelled", finished_at=now)
+        job.items.exclude(state__in=ITEM_FINAL_STATES).update(state=ItemState.CANCELLED, finished_at=timezone.now())
 
         def revoke() -> None:
             try:
@@ -246,11 +242,10 @@ class SplitKind(TaskKind):
         transaction.on_commit(revoke)
 
     def task_ids(self, job: Job) -> list[str]:
-        """Every Celery task id of the job: run, split, items, merge (for the admin)."""
-        ids = [job.celery_task_id, job.work_task_id, *job.items.values_list("task_id", flat=True)]
+        """The run and split tasks, every item's current run and the merge."""
         merge = job.kind_state.get("merge") or {}
-        ids.append(merge.get("task_id", ""))
-        return [task_id for task_id in ids if task_id]
+        items = job.items.values_list("task_id", flat=True)
+        return [i for i in (*super().task_ids(job), *items, merge.get("task_id", "")) if i]
 
 
 def split_job_kind(
@@ -452,13 +447,13 @@ def _run_merge(
     if claimed is None:
         return None
     job, rows = claimed
-    failed = [row for row in rows if row.state == "failed"]
+    failed = [row for row in rows if row.state == ItemState.FAILED]
     result, error = _step(
         task,
         kind,
         job_id,
         "merging",
-        lambda: merge(_values(params_model, job), [r.result for r in rows if r.state == "succeeded"]),
+        lambda: merge(_values(params_model, job), [r.result for r in rows if r.state == ItemState.SUCCEEDED]),
     )
     if error is not None:
         attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
