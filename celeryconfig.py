@@ -15,7 +15,8 @@ QUEUE_JOBS = "jobs"
 #: Queue for the countdown polls only (short and cheap), so slow work never delays progress.
 QUEUE_PROGRESS = "progress"
 
-broker_url = settings.REDIS_URL
+# One Redis, or kombu's sentinel:// list with master_name below (proj/redisconf.py).
+broker_url = settings.REDIS.celery_broker_url()
 broker_connection_retry_on_startup = True
 # A work task keeps running while the broker connection is lost (Redis restarting): its
 # job row, heartbeat and attempt are in the database; only its late ack may be lost, and a
@@ -24,7 +25,10 @@ worker_cancel_long_running_tasks_on_connection_loss = False
 # Redis redelivers a message nobody acknowledged within this many seconds. A countdown
 # longer than that would be run again and again (Celery docs, "Using Redis", Caveats:
 # visibility timeout), hence the check below.
-broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S}
+broker_transport_options = {
+    "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S,
+    **settings.REDIS.celery_transport_options(),
+}
 
 result_backend = "django-db"
 result_extended = True

@@ -23,6 +23,8 @@ from dotenv import dotenv_values
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from proj.redisconf import DEFAULT_MASTER_NAME, RedisConfig, parse_sentinels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 #: Every environment variable the project reads, with its default ("" = unset).
@@ -157,13 +159,25 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Redis behind Sentinel (proj/redisconf.py): the Sentinels' host:port list; with it, REDIS_URL
+# gives only the database number and the primary's password.
+try:
+    _SENTINELS = parse_sentinels(_env("REDIS_SENTINELS", "")) if _env("REDIS_SENTINELS", "").strip() else []
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+REDIS = RedisConfig(
+    url=REDIS_URL,
+    sentinels=_SENTINELS,
+    master_name=_env("REDIS_SENTINEL_MASTER", DEFAULT_MASTER_NAME),
+    sentinel_password=_env("REDIS_SENTINEL_PASSWORD", ""),
+)
 
 CHANNEL_LAYERS = {
     "default": {
         # channels-redis' pub/sub layer, made to survive Redis restarts (realtime/layers.py).
         "BACKEND": "realtime.layers.ResilientPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": REDIS.channel_layer_hosts(),
             # A socket that stops reading loses frames, never blocks the sender: the
             # Job row stays the truth and a resubscribe returns the snapshot.
             "capacity": 200,
@@ -176,12 +190,12 @@ CACHES = {
     # Progress that work tasks record and poll subtasks read: shared by every process.
     "progress": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS.cache_location(),
         "KEY_PREFIX": "jobs-progress",
         "TIMEOUT": 7 * 24 * 3600,
         # Django passes OPTIONS to redis-py's ConnectionPool, whose connections retry nothing
         # by default: after a Redis restart each pooled connection would fail once.
-        "OPTIONS": {"retry_on_error": [RedisConnectionError, RedisTimeoutError]},
+        "OPTIONS": {"retry_on_error": [RedisConnectionError, RedisTimeoutError], **REDIS.cache_options()},
     },
 }
 

@@ -62,6 +62,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class ResilientPubSubChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc
 
         Raises redis-py's ``ConnectionError``/``TimeoutError`` (:data:`REDIS_ERRORS`) when Redis
         does not answer after the connection's retries; then none or some of the batch went out.
-        Raises ``ValueError`` for a host given without an ``address`` (Sentinel): use
-        ``group_send`` there.
+        Hosts given by ``address`` and Sentinel hosts (``sentinels``, ``master_name``) both work;
+        after a failover a send reconnects to the new primary (:func:`_blocking_pool`).
         """
         clients = self._clients_of_this_process()
         prefix = self._kwargs.get("prefix", "asgi")
@@ -346,20 +347,31 @@ def _pool(host: dict[str, Any]) -> Any:
     return BlockingConnectionPool.from_url(address, **options)
 
 
-def _blocking_pool(host: dict[str, Any]) -> redis.BlockingConnectionPool:
+def _blocking_pool(host: dict[str, Any]) -> redis.ConnectionPool:
     """The synchronous publishing pool of ``host`` (:meth:`ResilientPubSubChannelLayer.group_send_blocking`),
-    with the timeouts and retries of :func:`_with_defaults`."""
-    if "address" not in host:
-        raise ValueError("group_send_blocking needs hosts given by address; use group_send for Sentinel hosts")
+    with send timeouts and one retry: a ``BlockingConnectionPool`` for an ``address``, redis-py's
+    ``SentinelConnectionPool`` for a Sentinel host (``sentinels`` and ``master_name``, as
+    channels_redis/utils.py ``create_pool`` reads them), whose connections ask the Sentinels
+    for the primary each time they connect (redis/sentinel.py ``SentinelManagedConnection``).
+
+    Raises ``ValueError`` for a host that is neither."""
     options = dict(host)
-    address = options.pop("address")
     options.setdefault("socket_timeout", SEND_TIMEOUT_S)
     options.setdefault("socket_connect_timeout", SEND_TIMEOUT_S)
     options.setdefault("health_check_interval", HEALTH_CHECK_S)
-    # A pooled connection that died with a Redis restart fails once; the retry reconnects. A
-    # timeout is not retried: a Redis that does not answer holds a sender SEND_TIMEOUT_S at most.
+    # A pooled connection that died with a Redis restart (or a failover) fails once; the retry
+    # reconnects. A timeout is not retried: a Redis that does not answer holds a sender
+    # SEND_TIMEOUT_S at most.
     options.setdefault("retry_on_error", [RedisConnectionError])
     options.setdefault("retry", SyncRetry(ExponentialBackoff(cap=0.5, base=0.05), SEND_RETRIES))
+    if "master_name" in options:
+        master_name = options.pop("master_name")
+        sentinels = Sentinel(options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs", None))  # type: ignore[no-untyped-call]
+        pool: redis.ConnectionPool = SentinelConnectionPool(master_name, sentinels, **options)  # type: ignore[no-untyped-call]
+        return pool
+    if "address" not in options:
+        raise ValueError(f"a channel layer host needs an 'address' or 'sentinels' and 'master_name': {sorted(host)}")
+    address = options.pop("address")
     options.setdefault("max_connections", POOL_MAX_CONNECTIONS)
     options.setdefault("timeout", POOL_WAIT_S)
     return redis.BlockingConnectionPool.from_url(address, **options)

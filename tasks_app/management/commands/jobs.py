@@ -54,7 +54,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID
 from rich.text import Text
 
-from proj.localredis import answers
 from realtime import messaging
 from tasks_app import selectors, services
 from tasks_app.errors import ApplicationError, InvalidParams
@@ -489,9 +488,9 @@ class Command(BaseCommand):
             self._handle(options)
 
     def _handle(self, options: dict[str, Any]) -> None:
-        if not answers(settings.REDIS_URL):
+        if not settings.REDIS.answers():
             raise CommandError(
-                f"Redis does not answer at {settings.REDIS_URL}: is the stack running (make run)? In another"
+                f"Redis does not answer at {settings.REDIS.describe()}: is the stack running (make run)? In another"
                 " shell of the clone the settings come from the .env that make run writes",
                 returncode=EXIT_UNAVAILABLE,
             )

@@ -23,16 +23,18 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from dotenv import set_key
 from honcho.environ import parse_procfile
 
 from proj import keepalive
-from proj.localredis import ensure_redis
+from proj.localredis import RedisHandle, ensure_redis
 
 #: Seconds honcho gets to stop its processes after Ctrl-C before it is killed.
 STOP_GRACE_S = 20
 #: Variables of the stack's environment never written to the env file.
+#: Seconds to wait for the primary behind REDIS_SENTINELS to answer at start.
+SENTINEL_WAIT_S: Final = 5.0
 NOT_WRITTEN: Final = frozenset({"DJANGO_ENV_FILE"})
 ENV_FILE_HEADER: Final = """\
 # Written by `make run` (manage.py runstack) at {at}: the settings of the stack it runs, read by
@@ -73,7 +75,13 @@ class Command(BaseCommand):
     help = "Start Redis (embedded if REDIS_URL does not answer), migrate, run every process; restart any that exits."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        redis_handle = ensure_redis(settings.REDIS_URL)
+        if settings.REDIS.uses_sentinel:
+            # A Redis behind Sentinel is the operator's: it is used as it is, never replaced.
+            if not settings.REDIS.answers(timeout=SENTINEL_WAIT_S):
+                raise CommandError(f"Redis does not answer at {settings.REDIS.describe()} (REDIS_SENTINELS)")
+            redis_handle = RedisHandle(url=settings.REDIS_URL)
+        else:
+            redis_handle = ensure_redis(settings.REDIS_URL)
         try:
             call_command("migrate", interactive=False, verbosity=0)
             call_command("ensure_demo_user")
@@ -96,6 +104,10 @@ class Command(BaseCommand):
 
     def _banner(self, redis_url: str, embedded: bool, env_file: Path) -> None:
         host = settings.BIND_ADDRESS
+        if settings.REDIS.uses_sentinel:
+            redis_where = f"{settings.REDIS.describe()} (REDIS_SENTINELS)"
+        else:
+            redis_where = f"{redis_url} ({'embedded redis-server' if embedded else 'REDIS_URL'})"
         lines = [
             "",
             f"  Page:     http://{host}:{settings.PORT}/",
@@ -103,7 +115,7 @@ class Command(BaseCommand):
             f"  Flower:   http://{host}:{settings.FLOWER_PORT}/",
             f"  Demo remote service: {settings.DEMO_SERVICE_URL}/health (service name 'demo')",
             f"  Log in:   {settings.DEMO_USERNAME} / {settings.DEMO_PASSWORD}",
-            f"  Redis:    {redis_url} ({'embedded redis-server' if embedded else 'REDIS_URL'})",
+            f"  Redis:    {redis_where}",
             f"  Restarts: a process that exits starts again after {keepalive.FIRST_DELAY_S:g} s, doubling"
             f" to {keepalive.MAX_DELAY_S:g} s ('keepalive:' lines)",
             f"  Other shells: {env_file.name} holds these settings; e.g. .venv/bin/python manage.py jobs start"
