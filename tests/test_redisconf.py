@@ -5,7 +5,7 @@ The real Sentinels, a failover and every process reconnecting: tests/multihost."
 from __future__ import annotations
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from proj.redisconf import RedisConfig, parse_sentinels
