@@ -137,15 +137,20 @@ def job_start(
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_job_or_error(existing, kind, cleaned)
-    active = Job.objects.filter(owner=owner, state__in=LIMITED_STATES).count()
-    if active >= settings.JOBS_MAX_ACTIVE_PER_USER:
-        raise RateLimited(
-            f"{active} jobs are still active (limit {settings.JOBS_MAX_ACTIVE_PER_USER}); "
-            "wait for one to end or cancel one"
-        )
     run_task_id = str(uuid.uuid4())
     try:
         with transaction.atomic():
+            # Count and create as one step per user, whichever web process (or host) runs it:
+            # the owner's row lock makes a second start wait for the first one's commit, where
+            # both would count one below the limit and both create (tests/multihost). SQLite's
+            # IMMEDIATE transactions (settings) serialize every write anyway.
+            User.objects.select_for_update().only("pk").get(pk=owner.pk)
+            active = Job.objects.filter(owner=owner, state__in=LIMITED_STATES).count()
+            if active >= settings.JOBS_MAX_ACTIVE_PER_USER:
+                raise RateLimited(
+                    f"{active} jobs are still active (limit {settings.JOBS_MAX_ACTIVE_PER_USER}); "
+                    "wait for one to end or cancel one"
+                )
             job = Job.objects.create(
                 owner=owner,
                 kind=kind,
