@@ -236,6 +236,16 @@ class SentinelCluster:
         """``(host, port)`` of every Sentinel, e.g. for ``redis.sentinel.Sentinel(...)``."""
         return [s.address for s in self.sentinels]
 
+    def app_env(self, db: int = 0) -> dict[str, str]:
+        """The project's settings for this cluster (``proj/redisconf.py``): ``REDIS_SENTINELS``
+        (``"host:port,host:port,host:port"``), ``REDIS_SENTINEL_MASTER``, and ``REDIS_URL`` for the
+        database number ``db`` (its host and port are not used with Sentinel)."""
+        return {
+            "REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in self.sentinel_addresses()),
+            "REDIS_SENTINEL_MASTER": self.master_name,
+            "REDIS_URL": f"redis://{self.host.address}:{self.nodes[0].port}/{db}",
+        }
+
     def master_address(self, timeout: float = 1.0) -> Address:
         """The primary's address as the first Sentinel that answers gives it
         (``SENTINEL get-master-addr-by-name``). Raises ``RuntimeError`` when none answers."""

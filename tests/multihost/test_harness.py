@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from proj.redisconf import parse_sentinels
 from tests.multihost.cluster import PrivatePostgres, SentinelCluster
 from tests.multihost.netns import HostCommandFailed, MultihostUnavailable, Network
 from tests.waiting import wait_for
@@ -73,8 +74,8 @@ def sentinel_write(
 ) -> dict:
     """Run :data:`SENTINEL_CLIENT` in host ``a`` (write ``key``, wait for ``replicas`` replicas'
     acknowledgement, read ``key`` and ``others``); its JSON report."""
-    sentinels = ",".join(f"{h}:{p}" for h, p in cluster.sentinel_addresses())
-    args = (sentinels, cluster.master_name, str(replicas), key, value, *others)
+    env = cluster.app_env()
+    args = (env["REDIS_SENTINELS"], env["REDIS_SENTINEL_MASTER"], str(replicas), key, value, *others)
     return json.loads(network["a"].python(SENTINEL_CLIENT, *args))
 
 
@@ -139,6 +140,7 @@ def test_not_root_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_sentinel_client_in_a_writes_and_reads_the_primary_in_c(
     network: Network, redis_cluster: SentinelCluster
 ) -> None:
+    assert parse_sentinels(redis_cluster.app_env()["REDIS_SENTINELS"]) == redis_cluster.sentinel_addresses()
     report = sentinel_write(network, redis_cluster, 1, "harness:hello", "from a")
     assert report["read"] == "from a"
     assert tuple(report["master"]) == redis_cluster.master_address()
