@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit integration faults bench bench-peer venv clean
+.PHONY: run test lint unit integration faults multihost bench bench-peer venv clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lint: $(STAMP)
 	DJANGO_DEBUG=1 $(BIN)/mypy .
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not browser and not faults"
+	$(BIN)/python -m pytest -m "not integration and not browser and not faults and not multihost"
 
 integration: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -m "integration or browser"
@@ -45,6 +45,10 @@ integration: $(STAMP) $(AXE)
 ## make faults: the fault suite alone (processes killed, Redis restarted mid-job).
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults -s
+
+## make multihost: the multi-host tests alone (hosts as network namespaces; needs root and iproute2).
+multihost: $(STAMP)
+	$(BIN)/python -m pytest tests/multihost -m multihost -s
 
 ## make bench: end-to-end latency and throughput figures on the real stack.
 bench: $(STAMP)
