@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.multihost.apphosts import AppCluster, build_apps
 from tests.multihost.cluster import PrivatePostgres, SentinelCluster
 from tests.multihost.netns import DEFAULT_PREFIX, DEFAULT_SUBNET, Network
 
@@ -61,3 +62,16 @@ def postgres(network: Network) -> Iterator[PrivatePostgres]:
     ``postgres://postgres@<c's address>:5432/multihost``, trusted from every host."""
     with PrivatePostgres(network["c"]) as server:
         yield server
+
+
+@pytest.fixture(scope="package")
+def apps_started(
+    network: Network, postgres: PrivatePostgres, redis_cluster_started: SentinelCluster
+) -> Iterator[AppCluster]:
+    """The application on hosts ``a`` and ``b`` (tests/multihost/apphosts.py), for the whole
+    package; its processes are killed with the network at the end."""
+    redis_cluster_started.repair()
+    apps = build_apps(network, postgres, redis_cluster_started)
+    yield apps
+    for app_host in apps.hosts.values():
+        app_host.host.kill_all()
