@@ -94,6 +94,31 @@ def test_compose_environment_is_what_the_settings_read(compose):
         assert env["REDIS_URL"].startswith("redis://redis:")
 
 
+#: The Sentinels of the compose file's "sentinel" profile, as REDIS_SENTINELS names them.
+COMPOSE_SENTINELS = "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+
+
+def test_compose_sentinel_profile_is_a_primary_a_replica_and_three_sentinels_with_a_quorum_of_two(compose):
+    services = compose["services"]
+    sentinels = sorted(name for name in services if name.startswith("sentinel-"))
+    assert ",".join(f"{name}:26379" for name in sentinels) == COMPOSE_SENTINELS
+    for name in ("redis-primary", "redis-replica", *sentinels):
+        assert services[name]["profiles"] == ["sentinel"], name
+        assert services[name]["restart"] == "unless-stopped", name
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+    assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis-primary", "6379"]
+    for name in sentinels:
+        line = unwrap(services[name]["command"])
+        assert "'sentinel monitor mymaster redis-primary 6379 2'" in line, name  # 2 of 3 agree it is down
+        assert line.endswith("exec redis-server /tmp/sentinel.conf --sentinel"), name
+        assert services[name]["hostname"] == name
+    web = services["web"]["environment"]
+    assert web["REDIS_SENTINELS"] == "${REDIS_SENTINELS:-}"
+    assert web["REDIS_SENTINEL_MASTER"] == "${REDIS_SENTINEL_MASTER:-mymaster}"
+    readme = (ROOT / "README.md").read_text()
+    assert f"REDIS_SENTINELS={COMPOSE_SENTINELS} docker compose --profile sentinel up" in readme
+
+
 def test_compose_holds_no_database_password(compose):
     required = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
     assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == required
