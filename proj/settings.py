@@ -311,6 +311,18 @@ RESULT_EXPIRES_S = 7 * 24 * 3600
 #: An upload that no job refers to is deleted this many seconds after it was made.
 UPLOAD_ORPHAN_MAX_AGE_S = 24 * 3600
 
+# Prometheus metrics for operators (README "Metrics"; proj/metrics.py).
+#: ``GET /metrics`` answers (off: 404).
+METRICS_ENABLED = _env_bool("METRICS_ENABLED", True)
+#: A scraper on this host asks over plain HTTP (the TLS proxy is for the outside): no redirect.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+# prometheus_client reads PROMETHEUS_MULTIPROC_DIR from the process environment only (never from
+# the env file), and a value that names no folder makes every process fail at its first metric
+# (or, when empty, write its files to the working directory): say so here, in one line.
+_METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _METRICS_DIR is not None and not Path(_METRICS_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={_METRICS_DIR!r} is not a folder; create it, or unset it")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

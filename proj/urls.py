@@ -1,8 +1,10 @@
-"""HTTP URLs: the dashboard and job pages, uploads, the JSON API, Django's login and the admin."""
+"""HTTP URLs: the dashboard and job pages, uploads, the JSON API, Django's login, the admin and
+the operators' Prometheus metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from proj.metrics import metrics_view
 from tasks_app import views
 from tasks_app.api import api
 
@@ -14,4 +16,5 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("metrics", metrics_view, name="metrics"),
 ]

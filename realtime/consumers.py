@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from realtime import messaging
+from realtime import messaging, metrics
 from realtime.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_RATE_LIMITED,
@@ -79,7 +79,12 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     ``self.following`` maps a job id to the highest ``seq`` this socket was sent; live
     events with a lower or equal ``seq`` are dropped, and after a final frame the socket
     leaves the job's group, so no frame of a job ever follows its final one.
+
+    Counts its frames (``jobs_ws_frames_sent_total``) and, while accepted, itself
+    (``jobs_ws_open_sockets``) under the class's ``endpoint`` label (``realtime.metrics``).
     """
+
+    endpoint: str = metrics.ENDPOINT_JOBS
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run the handler of ``message``; a channel-layer job event goes straight to
@@ -105,8 +110,22 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.bucket = TokenBucket(burst=settings.WS_RATE_BURST, rate=settings.WS_RATE_PER_S)
         self.strikes = 0
         self.closing = False
+        self.frames_sent = metrics.FRAMES_SENT.labels(self.endpoint)  # looked up once, not per frame
         await self.accept()
+        self.counted_open = True
+        metrics.OPEN_SOCKETS.labels(self.endpoint).inc()
         await self.connected()
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Send one frame (channels' ``send``), counted in ``jobs_ws_frames_sent_total``."""
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        self.frames_sent.inc()
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Send one JSON frame, counted as :meth:`send` counts: channels' ``send_json`` calls the
+        base class's ``send`` (``super().send``, channels/generic/websocket.py:284), not ours."""
+        await super().send_json(content, close=close)
+        self.frames_sent.inc()
 
     async def admit(self, text_data: str | None, bytes_data: bytes | None) -> bool:
         """The limits every socket endpoint shares (README "WebSocket protocol"): True when the
@@ -145,6 +164,9 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """Hook run after ``accept()``."""
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted_open", False):  # a refused handshake was never counted
+            self.counted_open = False
+            metrics.OPEN_SOCKETS.labels(self.endpoint).dec()
         for job_id in list(getattr(self, "following", {})):
             await self.channel_layer.group_discard(messaging.job_group(job_id), self.channel_name)
 
@@ -293,6 +315,8 @@ class SeedProgressConsumer(_FollowingConsumer):
     cancelled job ends with ``{"complete": true, "error": "..."}``; anything else the
     client sends is answered ``{"error": "..."}``.
     """
+
+    endpoint = metrics.ENDPOINT_PROG
 
     async def connected(self) -> None:
         self.last_progress: dict[str, int] = {}

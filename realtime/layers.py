@@ -64,6 +64,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from realtime import metrics
+
 logger = logging.getLogger(__name__)
 
 #: Event type a consumer receives after the layer lost Redis (handled by ``layer_reconnected``).
@@ -211,11 +213,13 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
             queue.put_nowait(data)
         except asyncio.QueueFull:
             self.outer.dropped += 1
+            metrics.EVENTS_DROPPED.inc()
             logger.debug("channel layer: %s is full; event dropped", channel)
 
     def reconnected(self) -> None:
         """Hand every local channel one :data:`EVENT_RECONNECTED` (after an outage)."""
         self.outer.outages += 1
+        metrics.REDIS_RECONNECTS.inc()
         event = self.outer.serialize({"type": EVENT_RECONNECTED})
         for channel in list(self.channels):
             self.put(channel, event)

@@ -26,6 +26,7 @@ from typing import Any, Final
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from realtime import metrics
 from realtime.layers import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def send_job_event(job: dict[str, Any]) -> None:
 def send_job_events(jobs: list[dict[str, Any]]) -> None:
     """Send job snapshots, each to its job's group, in order, in one hand-over to the channel
     layer (a tick's batch: one round trip to Redis); never raises. A failed send is logged and
-    dropped, as in :func:`send_job_event`."""
+    dropped, as in :func:`send_job_event`, and its events counted in
+    ``jobs_events_publish_failed_total`` (``realtime.metrics.PUBLISH_FAILED``)."""
     layer = get_channel_layer()
     if layer is None:
         logger.warning("no channel layer configured; %s job events not sent", len(jobs))
@@ -92,8 +94,11 @@ def send_job_events(jobs: list[dict[str, Any]]) -> None:
     try:
         blocking([(job_group(job["id"]), job_event(job)) for job in jobs])
     except REDIS_ERRORS as exc:
+        # Counted whole: the layer says none or some of a failed batch went out.
+        metrics.PUBLISH_FAILED.inc(len(jobs))
         logger.warning("publishing %s job events failed (%s); clients catch up from the snapshot", len(jobs), exc)
     except Exception:
+        metrics.PUBLISH_FAILED.inc(len(jobs))
         logger.exception("publishing %s job events failed; clients catch up from the snapshot", len(jobs))
 
 
@@ -103,6 +108,8 @@ async def _send_all(layer: Any, jobs: list[dict[str, Any]]) -> None:
         try:
             await layer.group_send(group, job_event(job))
         except REDIS_ERRORS as exc:
+            metrics.PUBLISH_FAILED.inc()
             logger.warning("group_send to %s failed (%s); clients catch up from the snapshot", group, exc)
         except Exception:
+            metrics.PUBLISH_FAILED.inc()
             logger.exception("group_send to %s failed; clients catch up from the snapshot", group)

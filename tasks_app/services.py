@@ -39,6 +39,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from realtime import messaging
+from tasks_app import metrics
 from tasks_app.errors import IdempotencyConflict, NotCancellable, RateLimited
 from tasks_app.kinds import REGISTRY, get_kind
 from tasks_app.kinds.base import JobKind, Progress, Reading
@@ -288,7 +289,9 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
     (:func:`_save_many`); each job is polled as ``job_poll`` polls it, fenced by the
     ``poll_seq`` the select saw, so a duplicate tick, or a tick racing a ``poll_job``, polls
     no job twice. Frames leave after each batch's commit, in one hand-over to the channel
-    layer (``messaging.send_job_events``), and so do the next ticks.
+    layer (``messaging.send_job_events``), and so do the next ticks. Once a batch committed,
+    each job's poll lag (seconds from its ``poll_due_at`` to the batch's locked read, at least
+    0) goes to ``jobs_poll_lag_seconds`` (``tasks_app.metrics.POLL_LAG``).
     """
     due = list(
         Job.objects.filter(state__in=POLLED_STATES, poll_due_at__lte=tick)
@@ -305,6 +308,8 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
                 for job in Job.objects.select_for_update().filter(pk__in=expected).order_by("pk")
                 if _poll_due(job, expected[job.id]) and job.poll_due_at is not None and job.poll_due_at <= tick
             ]
+            ran_at = timezone.now()
+            lags_s = [max(0.0, (ran_at - at).total_seconds()) for job in jobs if (at := job.poll_due_at) is not None]
             by_kind: dict[str, list[Job]] = {}
             for job in jobs:
                 by_kind.setdefault(job.kind, []).append(job)
@@ -318,6 +323,8 @@ def job_poll_tick(*, tick: dt.datetime) -> list[str]:
                     saves.append((job, fields))
                     polled.append(str(job.id))
             _save_many(saves)
+        for lag_s in lags_s:
+            metrics.POLL_LAG.observe(lag_s)
     return polled
 
 

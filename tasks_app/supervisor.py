@@ -43,7 +43,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tasks_app import attempts, items, services
+from tasks_app import attempts, items, metrics, services
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.split_kind import SplitKind
 from tasks_app.models import FINAL_STATES, Job, JobState, Upload
@@ -65,6 +65,21 @@ RESENT_WORK: Final = "resent_work"
 RERUN: Final = "rerun"
 FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
+#: Every repair a pass may report: the job repairs above and the split jobs' item repairs
+#: (``tasks_app.items``), the ``repair`` labels of ``jobs_supervisor_repairs_total``.
+REPAIRS: Final = (
+    RESTARTED,
+    REARMED,
+    RESENT_WORK,
+    RERUN,
+    FAILED,
+    CANCELLED,
+    items.RESENT_ITEM,
+    items.RERUN_ITEM,
+    items.RESENT_MERGE,
+)
+for _repair_name in REPAIRS:  # every series exists from the start, at 0
+    metrics.SUPERVISOR_REPAIRS.labels(_repair_name)
 
 
 def _age_s(since: dt.datetime | None, now: dt.datetime) -> float:
@@ -105,7 +120,9 @@ def _candidates(now: dt.datetime) -> list[Job]:
 
 def supervise(now: dt.datetime | None = None) -> Counter[str]:
     """One pass over the active jobs; returns how many repairs of each kind it made
-    (``RESTARTED``, ``REARMED``, ``RESENT_WORK``, ``RERUN``, ``FAILED``, ``CANCELLED``)."""
+    (``RESTARTED``, ``REARMED``, ``RESENT_WORK``, ``RERUN``, ``FAILED``, ``CANCELLED``, and a
+    split job's item repairs: one of :data:`REPAIRS` per job repaired). Each repair is also
+    counted, once committed, in ``jobs_supervisor_repairs_total{repair}``."""
     now = now or timezone.now()
     done: Counter[str] = Counter()
     for candidate in _candidates(now):
@@ -116,6 +133,7 @@ def supervise(now: dt.datetime | None = None) -> Counter[str]:
             continue
         if repair:
             done[repair] += 1
+            metrics.SUPERVISOR_REPAIRS.labels(repair).inc()
     if done:
         logger.info("supervisor: %s", ", ".join(f"{n} {name}" for name, n in sorted(done.items())))
     return done

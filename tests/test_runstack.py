@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,9 @@ from honcho.environ import parse_procfile
 
 from proj.keepalive import SCRIPT, Restart, RestartPolicy, describe_exit, shell_line
 from proj.localredis import answers, free_port
-from tasks_app.management.commands.runstack import keepalive_procfile
+from tasks_app.management.commands.runstack import keepalive_procfile, prepare_metrics_dir
 from tests.integration.stack import http_status, procfile_commands
+from tests.scrape import parse, value
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +120,14 @@ def test_honcho_runs_every_procfile_command_word_for_word_under_keepalive():
     for name, command in commands.items():
         keepalive = ["/venv/bin/python", "-P", SCRIPT, name, "--", "/bin/sh", "-c", command]
         assert shlex.split(generated.processes[name]) == ["PORT=8123", "exec", *keepalive], name
+
+
+def test_the_metrics_folder_is_made_or_emptied_of_an_earlier_runs_values(tmp_path):
+    assert prepare_metrics_dir(tmp_path / "new" / "prometheus").is_dir()
+    for name in ("counter_123.db", "gauge_livesum_456.db", "histogram_789.db", "README"):
+        (tmp_path / name).write_bytes(b"x")
+    assert prepare_metrics_dir(tmp_path) == tmp_path
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["README", "new"]
 
 
 def test_the_shell_passes_a_command_with_quotes_and_variables_on_unexpanded():
@@ -486,6 +496,39 @@ def test_the_readme_commands_work_in_a_second_shell_of_the_clone(runstack):
     assert watched.stdout.splitlines()[-1].startswith('result: {"steps": 4, "step": 25'), watched.stdout
     assert "Traceback" not in watched.stderr
     assert " INFO " not in watched.stderr, "logs stay off the bar unless -v 2"
+
+
+def process_running(stack: RunningStack, program: str, word: str) -> psutil.Process:
+    """The one process of the stack running ``program`` (not the shell or the wrapper around it)
+    with ``word`` in its command line; the main one for a Celery worker."""
+    found = []
+    for process in stack.processes():
+        with contextlib.suppress(psutil.Error):
+            args = process.cmdline()
+            if any(Path(arg).name == program for arg in args[:2]) and word in args and "/bin/sh" not in args:
+                found.append(process)
+    pids = {p.pid for p in found}
+    mains = [p for p in found if p.ppid() not in pids]
+    assert len(mains) == 1, [p.cmdline() for p in found]
+    return mains[0]
+
+
+@pytest.mark.integration
+def test_make_run_gives_every_process_but_flower_one_fresh_metrics_folder(runstack):
+    web = process_running(runstack, "daphne", "proj.asgi:application")
+    progress = process_running(runstack, "celery", "progress")
+    flower = process_running(runstack, "celery", "flower")
+    folder = Path(web.environ()["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.name == "prometheus"
+    assert folder.parent.name.startswith("runstack-")  # the run's temporary folder: gone after it
+    assert progress.environ()["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in flower.environ()  # Flower keeps its own /metrics
+    # The web and worker-progress wrote their series there (counters of each pid: values.py:94-96).
+    assert {f"counter_{web.pid}.db", f"counter_{progress.pid}.db"} <= {path.name for path in folder.iterdir()}
+    with urllib.request.urlopen(f"http://127.0.0.1:{runstack.env['PORT']}/metrics", timeout=10) as response:
+        samples = parse(response.read().decode())
+    assert value(samples, "jobs_supervisor_repairs_total", repair="rearmed") is not None
+    assert value(samples, "process_cpu_seconds_total") is None  # the folder's series, not one process's
 
 
 @pytest.mark.integration

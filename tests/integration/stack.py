@@ -174,6 +174,8 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
     workdir = Path(tempfile.mkdtemp(prefix="jobs-stack-"))
     port, flower_port, demo_service_port = free_port(), free_port(), free_port()
     redis_url = with_db(base_redis_url, STACK_REDIS_DB)
+    metrics_dir = workdir / "prometheus"  # one multiprocess folder for the stack, as make run's
+    metrics_dir.mkdir()
     env = {
         **os.environ,
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
@@ -193,6 +195,7 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
         "DEMO_PASSWORD": DEMO_PASSWORD,
         "UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
         "PROGRESS_POLL_INTERVAL_MS": "200",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         # "down": a remote service nothing answers at, with short retries.
         "REMOTE_SERVICES": json.dumps({"down": DOWN_SERVICE | {"base_url": f"http://127.0.0.1:{free_port()}"}}),
         **(extra_env or {}),

@@ -7,7 +7,9 @@ process. Ctrl-C stops them all at once, and the embedded Redis if this command s
 
 Before the processes start it writes the clone's ``.env`` (:func:`write_local_env`): the
 values of the project's variables the stack runs with, so ``manage.py`` in another shell uses
-the same database, Redis and debug setting.
+the same database, Redis and debug setting. With ``METRICS_ENABLED`` on it gives the processes
+one Prometheus multiprocess folder (:func:`prepare_metrics_dir`, ``PROMETHEUS_MULTIPROC_DIR``),
+emptied at every start, so the web's ``/metrics`` adds up every process (README "Metrics").
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from honcho.environ import parse_procfile
 
 from proj import keepalive
 from proj.localredis import RedisHandle, ensure_redis
+from tasks_app.metrics import MULTIPROC_DIR_VARIABLE as METRICS_DIR_VARIABLE
 
 #: Seconds honcho gets to stop its processes after Ctrl-C before it is killed.
 STOP_GRACE_S = 20
@@ -55,6 +58,18 @@ def write_local_env(path: Path, env: Mapping[str, str], names: Mapping[str, str]
     for name in written:
         set_key(path, name, env[name], quote_mode="always")
     return written
+
+
+def prepare_metrics_dir(path: Path) -> Path:
+    """Make ``path`` an empty Prometheus multiprocess folder and return it: created when missing,
+    and every ``*.db`` file in it (prometheus_client's values, ``<type>_<pid>.db``,
+    prometheus_client/values.py:94-96) deleted, as prometheus_client's docs ask between two runs:
+    an earlier run's pids would otherwise count again, or be taken by new processes. Other files
+    are left alone."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
 
 
 def keepalive_procfile(procfile: str, port: int, python: str = sys.executable) -> str:
@@ -113,6 +128,7 @@ class Command(BaseCommand):
             f"  Page:     http://{host}:{settings.PORT}/",
             f"  Admin:    http://{host}:{settings.PORT}/admin/",
             f"  Flower:   http://{host}:{settings.FLOWER_PORT}/",
+            f"  Metrics:  http://{host}:{settings.PORT}/metrics (Prometheus; from this machine, or as a staff user)",
             f"  Demo remote service: {settings.DEMO_SERVICE_URL}/health (service name 'demo')",
             f"  Log in:   {settings.DEMO_USERNAME} / {settings.DEMO_PASSWORD}",
             f"  Redis:    {redis_where}",
@@ -130,6 +146,10 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory(prefix="runstack-") as workdir:
             procfile = Path(workdir) / "Procfile"
             procfile.write_text(keepalive_procfile((base_dir / "Procfile").read_text(), settings.PORT))
+            if settings.METRICS_ENABLED:
+                # The operator's folder if they named one, else a fresh one that goes with this run.
+                given = env.get(METRICS_DIR_VARIABLE) or str(Path(workdir) / "prometheus")
+                env[METRICS_DIR_VARIABLE] = str(prepare_metrics_dir(Path(given)))
             # ``-e /dev/null``: honcho would read the clone's .env and let it override ``env``
             # (honcho/command.py:250-251, ``e.update(p.env)``); ``env`` is already complete.
             cmd = [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(base_dir), "-e", os.devnull, "start"]
