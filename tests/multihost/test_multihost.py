@@ -32,6 +32,9 @@ PRIMES_LIMIT, PRIMES_BELOW_LIMIT = 600_000, 49_098
 #: Seconds from the primary's death until every running job has moved again: the Sentinels'
 #: failover (down-after 1 s, then an election) plus the recovery bound of DESIGN.md (15 s).
 FAILOVER_BOUND_S = 25.0
+#: Seconds the failover test's simulated job runs without a fault (100 steps of 150 ms); each job
+#: of that test must be final within this plus ``FAILOVER_BOUND_S`` of the kill.
+SIMULATED_S = 15.0
 #: Seconds from a whole host's death until each of its jobs runs again on the other host: the
 #: heartbeat timeout (``JOB_HEARTBEAT_TIMEOUT_S``, 10 s) plus the recovery bound (15 s).
 HOST_LOSS_BOUND_S = 25.0
@@ -130,7 +133,7 @@ async def test_the_redis_primary_killed_mid_job(
     apps: AppCluster, redis_cluster: SentinelCluster, sessions: dict[str, HttpSession]
 ) -> None:
     on_a, on_b = await Viewer.open(sessions["a"]), await Viewer.open(sessions["b"])
-    simulated = await on_a.start("simulated", {"step": 1, "interval_ms": 150})  # 15 s
+    simulated = await on_a.start("simulated", {"step": 1, "interval_ms": 150})  # SIMULATED_S
     primes = await on_b.start("primes", {"limit": PRIMES_LIMIT})
     await subscribe(on_b, simulated)
     await subscribe(on_a, primes)
@@ -152,6 +155,9 @@ async def test_the_redis_primary_killed_mid_job(
             report(f"primary killed: {kind} moving again on host {name}'s socket", moved)
             assert moved <= FAILOVER_BOUND_S
             viewer.assert_sane(job)
+            final_s = viewer.of(job)[-1][0] - killed_at
+            report(f"primary killed: {kind} final on host {name}'s socket", final_s)
+            assert final_s <= SIMULATED_S + FAILOVER_BOUND_S
     for finals in (finals_a, finals_b):
         assert finals[simulated]["type"] == "job.succeeded"
         assert finals[primes]["job"]["result"] == {"limit": PRIMES_LIMIT, "primes": PRIMES_BELOW_LIMIT}
