@@ -6,6 +6,7 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
 
-app = Celery("proj")
+# events: Celery's task events with a fix its 5.6.3 lacks (proj/celeryevents.py).
+app = Celery("proj", events="proj.celeryevents:Events")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks()
