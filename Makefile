@@ -27,9 +27,17 @@ $(AXE): tests/integration/package.json tests/integration/package-lock.json
 run: $(STAMP)
 	DJANGO_ENV_FILE= DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
 
-## make test: lint and type checks, then every test (unit, integration, faults, browser).
+## make test: lint and type checks, then every test (unit, integration, faults, browser, multi-host).
+## The multi-host tests run beside the others, in a pytest session of their own: they mostly wait
+## (failovers, heartbeats) in namespaces, Redis and PostgreSQL of their own, and test database 11
+## of the test Redis keeps the two sessions apart. Their output follows the other session's.
 test: $(STAMP) $(AXE) lint
-	$(BIN)/python -m pytest
+	@log=$$(mktemp /tmp/jobs-multihost-XXXXXX.log); \
+	TEST_REDIS_DB=11 $(BIN)/python -m pytest -p no:cacheprovider -m multihost tests/multihost > $$log 2>&1 & mh=$$!; \
+	$(BIN)/python -m pytest -m "not multihost"; rest=$$?; \
+	wait $$mh; multihost=$$?; echo "--- the multi-host session (pytest -m multihost tests/multihost):"; cat $$log; rm -f $$log; \
+	echo "make test: other tests exit $$rest, multi-host tests exit $$multihost"; \
+	test $$rest -eq 0 -a $$multihost -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
