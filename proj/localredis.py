@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
+from proj.redisconf import RedisConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +56,9 @@ class RedisHandle:
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis server at ``url`` answers PING within ``timeout`` seconds."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.RedisError, OSError, ValueError):
-        return False
+    """True when a Redis server at ``url`` answers PING within ``timeout`` seconds
+    (:meth:`proj.redisconf.RedisConfig.answers` for one Redis)."""
+    return RedisConfig(url=url).answers(timeout)
 
 
 def redis_server_binary() -> str:
