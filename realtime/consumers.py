@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from realtime import messaging, metrics
+from realtime.follower import JobFollower
 from realtime.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_RATE_LIMITED,
@@ -40,7 +41,7 @@ from tasks_app.errors import (
     InvalidParams,
     JobNotFound,
 )
-from tasks_app.models import FINAL_STATES
+from tasks_app.states import FINAL_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,10 @@ def canonical_job_id(raw: str) -> str:
 class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Base: refuses anonymous sockets, joins job groups and forwards their events in order.
 
-    ``self.following`` maps a job id to the highest ``seq`` this socket was sent; live
-    events with a lower or equal ``seq`` are dropped, and after a final frame the socket
-    leaves the job's group, so no frame of a job ever follows its final one.
+    ``self.following`` (a :class:`~realtime.follower.JobFollower`) holds the highest ``seq``
+    this socket was sent of each job; live events with a lower or equal ``seq`` are dropped,
+    and after a final frame the socket leaves the job's group, so no frame of a job ever
+    follows its final one.
 
     Counts its frames (``jobs_ws_frames_sent_total``) and, while accepted, itself
     (``jobs_ws_open_sockets``) under the class's ``endpoint`` label (``realtime.metrics``).
@@ -106,7 +108,7 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close()  # before accept(): the handshake is refused with HTTP 403
             return
         self.user = user
-        self.following: dict[str, int] = {}
+        self.following = JobFollower()
         self.bucket = TokenBucket(burst=settings.WS_RATE_BURST, rate=settings.WS_RATE_PER_S)
         self.strikes = 0
         self.closing = False
@@ -167,35 +169,29 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if getattr(self, "counted_open", False):  # a refused handshake was never counted
             self.counted_open = False
             metrics.OPEN_SOCKETS.labels(self.endpoint).dec()
-        for job_id in list(getattr(self, "following", {})):
+        for job_id in getattr(self, "following", ()):
             await self.channel_layer.group_discard(messaging.job_group(job_id), self.channel_name)
 
     async def follow(self, job_id: str) -> None:
         """Join the job's group (before reading its snapshot, so nothing falls in between)."""
-        if job_id not in self.following:
-            self.following[job_id] = 0
+        if self.following.follow(job_id):
             await self.channel_layer.group_add(messaging.job_group(job_id), self.channel_name)
 
     async def unfollow(self, job_id: str) -> None:
         """Leave the job's group."""
-        if self.following.pop(job_id, None) is not None:
+        if self.following.unfollow(job_id):
             await self.channel_layer.group_discard(messaging.job_group(job_id), self.channel_name)
-
-    def note_sent(self, job: dict[str, Any]) -> None:
-        """Remember the highest ``seq`` sent for a job this socket follows."""
-        if job["id"] in self.following:
-            self.following[job["id"]] = max(self.following[job["id"]], job["seq"])
 
     async def layer_reconnected(self, event: dict[str, Any]) -> None:
         """Channel-layer event ``layer.reconnected``: Redis was away or lost its data, so the
         group memberships may be gone and events missed. Join every followed job's group
         again, then re-read each job and forward it like a live event (stale ones drop)."""
-        for job_id in list(self.following):
+        for job_id in self.following:
             try:
                 await self.channel_layer.group_add(messaging.job_group(job_id), self.channel_name)
                 job = await _snapshot(self.user, job_id)
             except JobNotFound:
-                self.following.pop(job_id, None)
+                self.following.unfollow(job_id)
                 continue
             except Exception as exc:
                 logger.warning("socket of user %s: job %s not resynced after reconnect: %s", self.user.pk, job_id, exc)
@@ -205,13 +201,11 @@ class _FollowingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def job_event(self, event: dict[str, Any]) -> None:
         """Channel-layer event ``job.event``: forward it unless stale, then stop after final."""
         job = event["job"]
-        job_id = job["id"]
-        if job_id not in self.following or job["seq"] <= self.following[job_id]:
+        if not self.following.offer(job):
             return
-        self.following[job_id] = job["seq"]
         await self.send_job_frame(event["frame"], job)
-        if job["state"] in FINAL_STATES:
-            await self.unfollow(job_id)
+        if self.following.is_final(job):
+            await self.unfollow(job["id"])
 
     async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:
         """Send one live job frame in this consumer's protocol."""
@@ -278,7 +272,7 @@ class JobsConsumer(_FollowingConsumer):
             await self.send_json({"type": T_UNSUBSCRIBED, "job_id": job_id, "request_id": rid})
         elif frame.type == T_CANCEL:
             job = await _cancel(self.user, canonical_job_id(f["job_id"]))
-            self.note_sent(job)
+            self.following.note(job)
             await self.send_json({"type": messaging.FRAME_SNAPSHOT, "job": job, "request_id": rid})
         elif frame.type == T_LIST:
             jobs = await _list(self.user, f["limit"])
@@ -292,9 +286,9 @@ class JobsConsumer(_FollowingConsumer):
         except ApplicationError:
             await self.unfollow(job_id)
             raise
-        self.note_sent(job)
+        self.following.note(job)
         await self.send_json({"type": frame_type, "job": job, "request_id": rid})
-        if job["state"] in FINAL_STATES:
+        if self.following.is_final(job):
             await self.unfollow(job_id)
 
     async def send_job_frame(self, frame_type: str, job: dict[str, Any]) -> None:

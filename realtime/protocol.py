@@ -12,19 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from tasks_app.errors import CODE_INVALID_JSON, CODE_INVALID_MESSAGE, CODE_UNKNOWN_TYPE
+from tasks_app.jobobject import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_LIMIT_MIN, JobStartRequest
 
 #: Close codes for abuse (the only reasons the server closes a socket).
 CLOSE_FRAME_TOO_LARGE: Final = 4400
 CLOSE_RATE_LIMITED: Final = 4429
 
 REQUEST_ID_MAX_CHARS: Final = 64
-KIND_MAX_CHARS: Final = 64
-IDEMPOTENCY_KEY_MAX_CHARS: Final = 64
 JOB_ID_MAX_CHARS: Final = 64
-LIST_LIMIT_MIN: Final = 1
-LIST_LIMIT_MAX: Final = 100
-LIST_LIMIT_DEFAULT: Final = 20
+#: The fields of ``job.start`` (the rest of the frame is ``type`` and ``request_id``).
+START_FIELDS: Final = tuple(JobStartRequest.model_fields)
 
 T_START: Final = "job.start"
 T_SUBSCRIBE: Final = "job.subscribe"
@@ -71,6 +71,18 @@ def _string(obj: dict[str, Any], name: str, *, required: bool, max_chars: int, r
     return value
 
 
+def _start_fields(obj: dict[str, Any], rid: str | None) -> dict[str, Any]:
+    """``job.start``'s fields checked by :class:`~tasks_app.jobobject.JobStartRequest` (the
+    HTTP API's body too); ``invalid_message`` naming the first bad field otherwise."""
+    try:
+        request = JobStartRequest.model_validate({name: obj[name] for name in START_FIELDS if name in obj})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(part) for part in error["loc"]) or "frame"
+        raise ProtocolError(CODE_INVALID_MESSAGE, f"'{name}': {error['msg']}", rid) from None
+    return request.model_dump()
+
+
 def parse_frame(text: str) -> ClientFrame:
     """Parse one text frame into a :class:`ClientFrame`.
 
@@ -96,14 +108,7 @@ def parse_frame(text: str) -> ClientFrame:
         raise ProtocolError(CODE_UNKNOWN_TYPE, f"unknown type {ftype[:64]!r}; known types: {known}", rid)
     fields: dict[str, Any] = {}
     if ftype == T_START:
-        fields["kind"] = _string(obj, "kind", required=True, max_chars=KIND_MAX_CHARS, rid=rid)
-        params = obj.get("params", {})
-        if not isinstance(params, dict):
-            raise ProtocolError(CODE_INVALID_MESSAGE, "'params' must be a JSON object", rid)
-        fields["params"] = params
-        fields["idempotency_key"] = _string(
-            obj, "idempotency_key", required=False, max_chars=IDEMPOTENCY_KEY_MAX_CHARS, rid=rid
-        )
+        fields.update(_start_fields(obj, rid))
     elif ftype == T_LIST:
         limit = obj.get("limit", LIST_LIMIT_DEFAULT)
         if isinstance(limit, bool) or not isinstance(limit, int) or not LIST_LIMIT_MIN <= limit <= LIST_LIMIT_MAX:

@@ -28,9 +28,8 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.security import HttpBearer
 from ninja.security.apikey import APIKeyCookie
 from ninja.utils import check_csrf
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict
 
-from realtime.protocol import IDEMPOTENCY_KEY_MAX_CHARS, KIND_MAX_CHARS, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from tasks_app import openapi, selectors, services, tokens
 from tasks_app.errors import (
     CODE_IDEMPOTENCY_CONFLICT,
@@ -45,8 +44,9 @@ from tasks_app.errors import (
     ApplicationError,
     InvalidParams,
 )
+from tasks_app.jobobject import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, IsoDateTime, JobObject, JobStartRequest
 from tasks_app.kinds import REGISTRY
-from tasks_app.models import ApiToken, JobState
+from tasks_app.models import ApiToken
 from tasks_app.views import CODE_CSRF_FAILED, CODE_NOT_AUTHENTICATED
 
 logger = logging.getLogger(__name__)
@@ -81,52 +81,7 @@ the `X-CSRFToken` header), or `Authorization: Bearer <token>` with a token from
 that are not UUIDs); 409 `not_cancellable`; 422 `idempotency_conflict`; 429 `rate_limited`; 500 `internal`.
 """
 
-IsoDateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
-JobId = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
-
-
-# --- schemas: the job object -----------------------------------------------------------------
-
-
-class ProgressOut(BaseModel):
-    """A job's progress; ``rate`` and ``eta_seconds`` appear once they can be estimated."""
-
-    current: int = Field(description="Units done (percent for simulated, bytes read for csv_profile).")
-    total: int | None = Field(description="Units in all; null when unknown.")
-    percent: float | None = Field(description="current / total in percent, 0..100; null when total is unknown.")
-    message: str = Field(description="Short human text about the current step.")
-    rate: float | None = Field(None, description="Recent speed, units per second (optional).")
-    eta_seconds: float | None = Field(None, description="Estimated seconds until the end (optional).")
-
-
-class RetryingOut(BaseModel):
-    """Why and when the job's work is tried again (kinds that reach an external service)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    attempt: int = Field(description="The number of the next attempt, from 2.")
-    max_attempts: int
-    next_attempt_in_s: float = Field(description="Seconds until the next attempt.")
-    reason: str = Field(description="Why the last attempt failed (human text).")
-
-
-class JobOut(BaseModel):
-    """The job object of the WebSocket protocol v1 (``tasks_app.selectors.job_snapshot``)."""
-
-    id: JobId
-    kind: str
-    title: str = Field(description="What people call the job's kind, e.g. 'Simulated job'.")
-    summary: str = Field(description="The parameters in a few words, e.g. 'step 3% every 200 ms'; may be empty.")
-    state: JobState
-    params: dict[str, Any] = Field(description="The validated parameters of the kind.")
-    progress: ProgressOut
-    result: Any = Field(description="The result of a succeeded job; null otherwise.")
-    error: str | None = Field(description="Why the job failed (human text); null otherwise.")
-    seq: int = Field(description="Grows by one with every saved change; keep the highest seen.")
-    created_at: IsoDateTime
-    started_at: IsoDateTime | None
-    finished_at: IsoDateTime | None
-    retrying: RetryingOut | None = Field(None, description="Set while the job's work cannot be reached and is retried.")
+# --- schemas: the job object is tasks_app.jobobject.JobObject ----------------------------
 
 
 class JobPageOut(BaseModel):
@@ -135,22 +90,7 @@ class JobPageOut(BaseModel):
     count: int = Field(description="How many jobs the user has in all.")
     limit: int
     offset: int
-    items: list[JobOut]
-
-
-class JobStartIn(Schema):
-    """Body of ``POST /api/jobs/``: the fields of the WebSocket's ``job.start`` frame."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(min_length=1, max_length=KIND_MAX_CHARS, description="A job kind, e.g. simulated.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The kind's parameters (an object).")
-    idempotency_key: str | None = Field(
-        None,
-        min_length=1,
-        max_length=IDEMPOTENCY_KEY_MAX_CHARS,
-        description="The same key from the same user answers the existing job instead of starting another.",
-    )
+    items: list[JobObject]
 
 
 #: Largest ``offset`` of ``GET /api/jobs/``: far past any real history, well inside the
@@ -489,7 +429,7 @@ JobIdPath = Annotated[str, Path(description="The job's id (a UUID; anything else
 @api.post(
     "/jobs/",
     response=responses(
-        {HTTPStatus.CREATED: JobOut},
+        {HTTPStatus.CREATED: JobObject},
         HTTPStatus.BAD_REQUEST,
         HTTPStatus.FORBIDDEN,
         HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -499,7 +439,7 @@ JobIdPath = Annotated[str, Path(description="The job's id (a UUID; anything else
     tags=["jobs"],
     summary="Start a job",
 )
-def job_start(request: HttpRequest, payload: JobStartIn) -> Status[dict[str, Any]]:
+def job_start(request: HttpRequest, payload: JobStartRequest) -> Status[dict[str, Any]]:
     """Validate the kind's parameters, create a ``pending`` job and dispatch its work.
 
     201 with the job object (also when ``idempotency_key`` matched an existing job, which is
@@ -545,7 +485,7 @@ def job_list(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
 
 @api.get(
     "/jobs/{job_id}/",
-    response=responses({HTTPStatus.OK: JobOut}, HTTPStatus.NOT_FOUND),
+    response=responses({HTTPStatus.OK: JobObject}, HTTPStatus.NOT_FOUND),
     exclude_unset=True,
     tags=["jobs"],
     summary="Read a job",
@@ -557,7 +497,7 @@ def job_read(request: HttpRequest, job_id: JobIdPath) -> dict[str, Any]:
 
 @api.post(
     "/jobs/{job_id}/cancel/",
-    response=responses({HTTPStatus.OK: JobOut}, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT),
+    response=responses({HTTPStatus.OK: JobObject}, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT),
     exclude_unset=True,
     tags=["jobs"],
     summary="Cancel a job",

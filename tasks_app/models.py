@@ -12,24 +12,12 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-
-class JobState(models.TextChoices):
-    """States of DESIGN.md: pending → running → succeeded | failed | cancelled."""
-
-    PENDING = "pending", "pending"
-    RUNNING = "running", "running"
-    CANCELLING = "cancelling", "cancelling"
-    SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
-    CANCELLED = "cancelled", "cancelled"
-
-
-FINAL_STATES: frozenset[str] = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-ACTIVE_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLING})
-#: States that count toward a user's active-job limit: a cancel releases its slot at once.
-LIMITED_STATES: frozenset[str] = frozenset({JobState.PENDING, JobState.RUNNING})
-#: Longest progress message kept, characters (longer ones are cut).
-PROGRESS_MESSAGE_MAX_CHARS = 200
+# The states are pure Python (tasks_app.states); named here too, where the model is.
+from tasks_app.states import ACTIVE_STATES as ACTIVE_STATES
+from tasks_app.states import FINAL_STATES as FINAL_STATES
+from tasks_app.states import LIMITED_STATES as LIMITED_STATES
+from tasks_app.states import PROGRESS_MESSAGE_MAX_CHARS as PROGRESS_MESSAGE_MAX_CHARS
+from tasks_app.states import JobState as JobState
 
 
 class Job(models.Model):

@@ -3,7 +3,7 @@
 The body is validated at run time by the kind itself (``services.job_start``: ``unknown_kind``
 and ``invalid_params`` errors, with checks a schema cannot state, such as "one of your
 uploads"). What clients read in ``/api/openapi.json`` is generated here from the same
-pydantic models, so a body the schema accepts is one the kind accepts: ``JobStartIn`` is a
+pydantic models, so a body the schema accepts is one the kind accepts: ``JobStartRequest`` is a
 ``oneOf`` with an OpenAPI 3.1 ``discriminator`` on ``kind`` (spec section 4.8.25), one
 variant ``StartJob_<kind>`` per kind in ``tasks_app.kinds.REGISTRY`` (custom kinds too), whose
 ``params`` is the kind's ``params_model`` schema (``Params_<kind>``).
@@ -20,8 +20,8 @@ from tasks_app.kinds.base import JobKind
 
 #: Where ninja puts a model's schema (``ninja/openapi/schema.py`` ``REF_TEMPLATE``).
 COMPONENTS_REF: Final = "#/components/schemas/"
-#: Name of the body's component (the model ninja generated it from: ``api.JobStartIn``).
-JOB_START_COMPONENT: Final = "JobStartIn"
+#: Name of the body's component (the model ninja generated it from: ``tasks_app.jobobject.JobStartRequest``).
+JOB_START_COMPONENT: Final = "JobStartRequest"
 
 
 def params_component(kind_name: str) -> str:
@@ -66,11 +66,11 @@ def start_variant(kind: JobKind, common: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe_job_start(schema: dict[str, Any], kinds: Mapping[str, JobKind]) -> dict[str, Any]:
-    """Replace the generic ``JobStartIn`` component of the OpenAPI document ``schema`` (as
+    """Replace the generic ``JobStartRequest`` component of the OpenAPI document ``schema`` (as
     ninja built it, a dict) by a ``oneOf`` of one variant per kind of ``kinds``, and add the
     variants' and parameters' components. Returns ``schema`` (changed in place).
 
-    Raises ``KeyError`` when the document has no ``JobStartIn`` component (the API changed).
+    Raises ``KeyError`` when the document has no ``JobStartRequest`` component (the API changed).
     """
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
     generic = components[JOB_START_COMPONENT]

@@ -1,4 +1,4 @@
-"""Reads of jobs, and the protocol's job object (DESIGN.md "WebSocket protocol")."""
+"""Reads of jobs, and the protocol's job object built from a row (``tasks_app.jobobject``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from tasks_app.errors import JobNotFound
+from tasks_app.jobobject import JobObject, ProgressObject, RetryingObject
 from tasks_app.kinds import REGISTRY
 from tasks_app.kinds.base import default_title
 from tasks_app.models import ACTIVE_STATES, Job, JobState
@@ -41,42 +42,46 @@ def job_rate(job: Job) -> tuple[float | None, float | None]:
     return rate, eta_seconds(job.progress_current, job.progress_total, rate)
 
 
-def job_snapshot(job: Job) -> dict[str, Any]:
-    """The job object every job-bearing frame carries (JSON- and msgpack-serialisable).
+def job_object(job: Job) -> JobObject:
+    """The :class:`~tasks_app.jobobject.JobObject` of ``job`` as it is now.
 
-    Shape (DESIGN.md "WebSocket protocol", README "Protocol"): ``id``, ``kind``, ``title``
-    (what people call the kind, ``JobKind.title``), ``summary`` (the parameters in a few
-    words, ``JobKind.summary``; ``""`` when the kind gives none), ``state``,
-    ``params``, ``progress`` {``current``, ``total``, ``percent``, ``message``, ``rate``
-    (units/s or null), ``eta_seconds`` (or null)}, ``retrying`` (null, or {``attempt``,
-    ``max_attempts``, ``next_attempt_in_s``, ``reason``}), ``result``, ``error``, ``seq``
-    and the ISO-8601 times ``created_at``, ``started_at``, ``finished_at``.
+    ``title`` is what people call the kind (``JobKind.title``), ``summary`` the parameters in a
+    few words (``JobKind.summary``; ``""`` when the kind gives none or is no longer
+    installed), ``progress.rate``/``eta_seconds`` come from ``tasks_app.rate``, ``retrying``
+    from the kind's state.
     """
     rate, eta = job_rate(job)
     kind = REGISTRY.get(job.kind)  # a job of a kind no longer installed is still shown
-    return {
-        "id": str(job.id),
-        "kind": job.kind,
-        "title": kind.title if kind is not None else default_title(job.kind),
-        "summary": kind.summary(job.params) if kind is not None else "",
-        "state": job.state,
-        "params": job.params,
-        "progress": {
-            "current": job.progress_current,
-            "total": job.progress_total,
-            "percent": percent_of(job.progress_current, job.progress_total),
-            "message": job.progress_message,
-            "rate": rate,
-            "eta_seconds": eta,
-        },
-        "retrying": job.kind_state.get("retrying"),
-        "result": job.result,
-        "error": job.error or None,
-        "seq": job.seq,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-    }
+    retrying = job.kind_state.get("retrying")
+    return JobObject(
+        id=str(job.id),
+        kind=job.kind,
+        title=kind.title if kind is not None else default_title(job.kind),
+        summary=kind.summary(job.params) if kind is not None else "",
+        state=JobState(job.state),
+        params=job.params,
+        progress=ProgressObject(
+            current=job.progress_current,
+            total=job.progress_total,
+            percent=percent_of(job.progress_current, job.progress_total),
+            message=job.progress_message,
+            rate=rate,
+            eta_seconds=eta,
+        ),
+        retrying=RetryingObject.model_validate(retrying) if retrying is not None else None,
+        result=job.result,
+        error=job.error or None,
+        seq=job.seq,
+        created_at=job.created_at.isoformat(),
+        started_at=_iso(job.started_at),
+        finished_at=_iso(job.finished_at),
+    )
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """:func:`job_object` as the plain dict every job-bearing frame carries (JSON- and
+    msgpack-serialisable; keys and meaning in ``tasks_app.jobobject.JobObject``)."""
+    return job_object(job).model_dump(mode="json")
 
 
 def jobs_of(owner: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:

@@ -91,7 +91,7 @@ def test_schemathesis_finds_no_failure_in_the_http_api(stack: Stack, fuzz_user: 
     # Schema-valid bodies of every kind the stack serves were accepted and started jobs.
     status, document = fuzz_user.json("GET", "/api/openapi.json")
     assert status == 200
-    kinds = set(document["components"]["schemas"]["JobStartIn"]["discriminator"]["mapping"])
+    kinds = set(document["components"]["schemas"]["JobStartRequest"]["discriminator"]["mapping"])
     assert {"simulated", "csv_profile", "csv_profile_parallel", "remote", "primes", "primes_split"} <= kinds
     status, page = fuzz_user.json("GET", "/api/jobs/?limit=100")
     assert status == 200, page

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from tasks_app.management.commands.jobs import (
+from realtime.management.commands.jobs import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,

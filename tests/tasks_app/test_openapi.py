@@ -20,7 +20,7 @@ def document() -> dict[str, Any]:
 
 
 def body_validator(doc: dict[str, Any]) -> jsonschema.Draft202012Validator:
-    """Validates a request body against the document's ``JobStartIn`` (refs resolved in ``doc``)."""
+    """Validates a request body against the document's ``JobStartRequest`` (refs resolved in ``doc``)."""
     schema = {"$ref": COMPONENTS_REF + JOB_START_COMPONENT, "components": doc["components"]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
@@ -33,7 +33,7 @@ def test_the_body_is_a_discriminated_union_of_every_registered_kind():
     assert {"simulated", "csv_profile", "remote", "primes"} <= set(REGISTRY)  # other tests register kinds too
     assert [v["$ref"] for v in body["oneOf"]] == list(body["discriminator"]["mapping"].values())
     post = doc["paths"]["/api/jobs/"]["post"]
-    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": COMPONENTS_REF + "JobStartIn"}
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": COMPONENTS_REF + "JobStartRequest"}
     conflict = post["responses"]["422"]["content"]["application/json"]["schema"]
     assert conflict["$ref"].endswith("IdempotencyConflictError")
 

@@ -17,9 +17,11 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from rich.console import Console
 
-from realtime import messaging
+from realtime import messaging, watchdisplay
+from realtime.follower import SOURCE_EVENT
+from realtime.management.commands import jobs
 from tasks_app.errors import InvalidParams, UnknownKind
-from tasks_app.management.commands import jobs
+from tasks_app.jobobject import JobObject
 from tasks_app.models import Job, JobState
 from tasks_app.selectors import job_snapshot
 
@@ -285,9 +287,7 @@ def event(job: Job, **changes: Any) -> dict[str, Any]:
 async def test_watch_is_fed_by_the_channel_layer_and_drops_stale_seq(running_job, user, memory_layer):
     seen: list[tuple[int, str, str]] = []
     watching = asyncio.ensure_future(
-        jobs.watch_job(
-            owner=user, job_id=str(running_job.id), on_update=lambda j, src: seen.append((j["seq"], j["state"], src))
-        )
+        jobs.watch_owned_job(user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, j.state, src)))
     )
     await asyncio.wait_for(joined(memory_layer, running_job), 5)
     group = messaging.job_group(running_job.id)
@@ -298,8 +298,8 @@ async def test_watch_is_fed_by_the_channel_layer_and_drops_stale_seq(running_job
     await memory_layer.group_send(group, {"type": "something.else", "job": None})
     await memory_layer.group_send(group, event(running_job, seq=7, state="succeeded", result={"steps": 10}))
     final = await asyncio.wait_for(watching, 5)
-    assert final["state"] == "succeeded"
-    assert final["result"] == {"steps": 10}
+    assert final.state == "succeeded"
+    assert final.result == {"steps": 10}
     assert seen == [(5, "running", "snapshot"), (6, "running", "event"), (7, "succeeded", "event")]
     # The database never said succeeded: the end came over the channel layer.
     assert (await database_sync_to_async(Job.objects.get)(pk=running_job.pk)).state == JobState.RUNNING
@@ -309,11 +309,8 @@ async def test_watch_is_fed_by_the_channel_layer_and_drops_stale_seq(running_job
 async def test_watch_resyncs_from_the_database_when_events_are_lost(running_job, user, memory_layer):
     seen: list[tuple[int, str]] = []
     watching = asyncio.ensure_future(
-        jobs.watch_job(
-            owner=user,
-            job_id=str(running_job.id),
-            on_update=lambda j, src: seen.append((j["seq"], src)),
-            resync_after_s=0.05,
+        jobs.watch_owned_job(
+            user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, src)), resync_after_s=0.05
         )
     )
     await asyncio.wait_for(joined(memory_layer, running_job), 5)
@@ -324,7 +321,7 @@ async def test_watch_resyncs_from_the_database_when_events_are_lost(running_job,
         )
     )()
     final = await asyncio.wait_for(watching, 5)
-    assert (final["state"], final["result"], final["progress"]["current"]) == ("succeeded", {"steps": 10}, 100)
+    assert (final.state, final.result, final.progress.current) == ("succeeded", {"steps": 10}, 100)
     assert seen == [(5, "snapshot"), (6, "resync")]
 
 
@@ -334,15 +331,19 @@ async def test_watch_resyncs_from_the_database_when_events_are_lost(running_job,
 def render(job: dict[str, Any], *jobs_after: dict[str, Any]) -> str:
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False, no_color=True)
-    with jobs.JobDisplay(console, visible=True, trace=False) as display:
+    with watchdisplay.JobDisplay(console, visible=True, trace=False) as display:
         for j in (job, *jobs_after):
-            display.update(j, jobs.SOURCE_EVENT)
+            display.update(JobObject.model_validate(j), SOURCE_EVENT)
     return out.getvalue()
 
 
 JOB: dict[str, Any] = {
     "id": "1a2b3c4d-0000-4000-8000-000000000000",
     "kind": "csv_profile",
+    "title": "CSV profile",
+    "summary": "",
+    "params": {},
+    "created_at": "2026-01-01T09:59:59+00:00",
     "state": "running",
     "progress": {"current": 420, "total": 1000, "percent": 42.0, "message": "reading"},
     "result": None,
@@ -366,7 +367,7 @@ def test_display_shows_rate_eta_and_retrying_when_present():
     job = {
         **JOB,
         "progress": {**JOB["progress"], "rate": 2.5, "eta_seconds": 232},
-        "retrying": {"attempt": 2, "max_attempts": 5, "reason": "HTTP 503"},
+        "retrying": {"attempt": 2, "max_attempts": 5, "next_attempt_in_s": 4, "reason": "HTTP 503"},
     }
     text = render(job)
     assert "reading · 2.5/s · eta 0:03:52 · retrying (attempt 2/5): HTTP 503" in text
@@ -396,4 +397,4 @@ def test_display_tolerates_null_rate_eta_retrying_and_unknown_total():
     ],
 )
 def test_describe_retrying_tolerates_its_shape(retrying, text):
-    assert jobs.describe_retrying(retrying) == text
+    assert watchdisplay.describe_retrying(retrying) == text

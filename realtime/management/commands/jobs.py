@@ -8,11 +8,11 @@
     manage.py jobs cancel JOB_ID [--user USERNAME] [--watch] [--json]
 
 ``start`` goes through ``tasks_app.services.job_start``, the service the WebSocket consumer
-uses, and prints the job id. Watching is fed by the channel layer, like a socket: the
-watcher joins the job's group *first*, then reads the snapshot from the database (so no
-event falls between the two), then receives the live events and keeps the highest ``seq``
-(DESIGN.md "seq"). ``group_send`` may drop events, so after ``RESYNC_AFTER_S`` without one
-the snapshot is read again.
+uses, and prints the job id. Watching is fed by the channel layer, like a socket, through
+``realtime.follower.watch_job`` (group first, then the snapshot, then live events with the
+highest ``seq`` kept, the snapshot again after ``RESYNC_AFTER_S`` of silence); the bar is
+``realtime.watchdisplay``. Every job object shown or printed is a
+``tasks_app.jobobject.JobObject``.
 
 Output: the live progress bar goes to stderr (``-v 0`` hides it, ``-v 2`` also traces every
 frame taken: ``manage.py jobs -v 2 watch JOB_ID``). Stdout stays plain and parseable:
@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import IO, Any, Final, NoReturn, cast
 
 from channels.db import database_sync_to_async
@@ -51,13 +48,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID
-from rich.text import Text
 
 from realtime import messaging
+from realtime.follower import RESYNC_AFTER_S, watch_job
+from realtime.watchdisplay import JobDisplay
 from tasks_app import selectors, services
 from tasks_app.errors import ApplicationError, InvalidParams
-from tasks_app.models import FINAL_STATES, JobState
+from tasks_app.jobobject import JobObject
+from tasks_app.states import JobState
 
 #: Exit statuses (module docstring).
 EXIT_SUCCEEDED: Final = 0
@@ -74,20 +72,8 @@ EXIT_FOR_FINAL_STATE: Final[dict[str, int]] = {
     JobState.CANCELLED: EXIT_CANCELLED,
 }
 
-#: Seconds without any event after which the watcher re-reads the snapshot (group_send may drop).
-RESYNC_AFTER_S: Final = 3.0
-#: Characters of the job id shown in the progress bar's description.
-SHORT_ID_CHARS: Final = 8
-#: Redraws of the progress bar per second on a terminal, and the bar's width in characters.
-REFRESH_PER_SECOND: Final = 4
-BAR_WIDTH: Final = 30
 #: Columns rich may use when stderr is not a terminal (rich would wrap at 80).
 NON_TERMINAL_WIDTH: Final = 200
-
-#: Where a job object shown by the watcher came from (traced with ``-v 2``).
-SOURCE_SNAPSHOT: Final = "snapshot"
-SOURCE_EVENT: Final = "event"
-SOURCE_RESYNC: Final = "resync"
 
 VERBOSITY_QUIET: Final = 0
 VERBOSITY_TRACE: Final = 2
@@ -147,234 +133,7 @@ class JobsParser(CommandParser):
         raise AssertionError("unreachable")
 
 
-# --- watching -----------------------------------------------------------------------------
-
-
-@dataclass
-class LatestJob:
-    """The newest object of one job seen so far: frames with a ``seq`` not above it are stale."""
-
-    job: dict[str, Any]
-
-    def offer(self, job: dict[str, Any]) -> bool:
-        """Keep ``job`` if it is this job with a higher ``seq``; True when kept."""
-        if job.get("id") != self.job["id"] or job["seq"] <= self.job["seq"]:
-            return False
-        self.job = job
-        return True
-
-    @property
-    def is_final(self) -> bool:
-        return self.job["state"] in FINAL_STATES
-
-
-def job_of_event(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The job object of a ``job.event`` (realtime.messaging.job_event); None for others."""
-    job = event.get("job")
-    return job if event.get("type") == messaging.EVENT_JOB and isinstance(job, dict) else None
-
-
-async def watch_job(
-    *,
-    owner: User,
-    job_id: str,
-    on_update: Callable[[dict[str, Any], str], None],
-    resync_after_s: float = RESYNC_AFTER_S,
-) -> dict[str, Any]:
-    """Follow one job of ``owner`` until it is final; return its final job object.
-
-    ``on_update(job, source)`` gets every job object that moved the job on (higher ``seq``),
-    ``source`` being ``SOURCE_SNAPSHOT``, ``SOURCE_EVENT`` or ``SOURCE_RESYNC``. The job must
-    exist (raises ``JobNotFound`` otherwise, from the snapshot read).
-    """
-    layer = get_channel_layer()
-    if layer is None:
-        raise CommandError("no channel layer is configured (settings.CHANNEL_LAYERS)")
-    read_snapshot = database_sync_to_async(_read_snapshot)
-    channel = await layer.new_channel()
-    group = messaging.job_group(job_id)
-    await layer.group_add(group, channel)
-    receiving: asyncio.Future[dict[str, Any]] | None = None
-    try:
-        # After group_add: an event sent before it is in this snapshot, any later one arrives.
-        latest = LatestJob(await read_snapshot(owner, job_id))
-        on_update(latest.job, SOURCE_SNAPSHOT)
-        while not latest.is_final:
-            # One receive stays pending across resyncs: cancelling it could lose an event.
-            receiving = receiving or asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait({receiving}, timeout=resync_after_s)
-            if done:
-                job, source = job_of_event(receiving.result()), SOURCE_EVENT
-                receiving = None
-            else:
-                job, source = await read_snapshot(owner, job_id), SOURCE_RESYNC
-            if job is not None and latest.offer(job):
-                on_update(job, source)
-        return latest.job
-    finally:
-        if receiving is not None:
-            receiving.cancel()
-        await layer.group_discard(group, channel)
-
-
-def _read_snapshot(owner: User, job_id: str) -> dict[str, Any]:
-    return selectors.job_snapshot(selectors.job_get(owner=owner, job_id=job_id))
-
-
-# --- display --------------------------------------------------------------------------------
-
-
-def _job(task: Task) -> dict[str, Any]:
-    return cast(dict[str, Any], task.fields["job"])
-
-
-def _progress(task: Task) -> dict[str, Any]:
-    return cast(dict[str, Any], _job(task).get("progress") or {})
-
-
-def format_duration(seconds: float) -> str:
-    """``3725.2`` → ``"1:02:05"`` (whole seconds, like rich's own time columns)."""
-    return str(dt.timedelta(seconds=max(0, round(seconds))))
-
-
-class DescriptionColumn(ProgressColumn):
-    """``kind shortid`` in bold (a ``Text``, so a kind name is never read as rich markup)."""
-
-    def render(self, task: Task) -> Text:
-        return Text(task.description, style="bold")
-
-
-class PercentColumn(ProgressColumn):
-    """The job's own ``percent`` (``?`` while the total is unknown)."""
-
-    def render(self, task: Task) -> Text:
-        percent = _progress(task).get("percent")
-        return Text(f"{percent:5.1f}%" if percent is not None else "    ?%", style="progress.percentage")
-
-
-class CountColumn(ProgressColumn):
-    """``current/total`` in the kind's units (``?`` for an unknown total)."""
-
-    def render(self, task: Task) -> Text:
-        progress = _progress(task)
-        total = progress.get("total")
-        return Text(f"{progress.get('current', 0)}/{total if total is not None else '?'}", style="progress.download")
-
-
-class DetailColumn(ProgressColumn):
-    """The state when it is not ``running``, the message, the rate and ETA, and a retry."""
-
-    def render(self, task: Task) -> Text:
-        return Text(describe_detail(_job(task)))
-
-
-class JobElapsedColumn(ProgressColumn):
-    """Time since the job started (not since this watcher did), frozen once it finished."""
-
-    def render(self, task: Task) -> Text:
-        job = _job(task)
-        started = _parse_time(job.get("started_at"))
-        if started is None:
-            return Text("-:--:--", style="progress.elapsed")
-        end = _parse_time(job.get("finished_at")) or dt.datetime.now(dt.UTC)
-        return Text(format_duration((end - started).total_seconds()), style="progress.elapsed")
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def describe_detail(job: dict[str, Any]) -> str:
-    """Short text beside the bar: ``[state] message · 12.5/s · eta 0:00:08 · retrying ...``.
-
-    ``progress.rate`` (units per second), ``progress.eta_seconds`` and ``retrying`` (object or
-    null) are optional: shown when present, skipped when absent or null.
-    """
-    progress = job.get("progress") or {}
-    parts = []
-    state, message = job.get("state"), progress.get("message") or ""
-    head = message if state == JobState.RUNNING else f"[{state}] {message}".strip()
-    if head:
-        parts.append(head)
-    rate, eta = progress.get("rate"), progress.get("eta_seconds")
-    if isinstance(rate, int | float):
-        parts.append(f"{rate:.3g}/s")
-    if isinstance(eta, int | float) and state not in FINAL_STATES:
-        parts.append(f"eta {format_duration(eta)}")
-    retrying = describe_retrying(job.get("retrying"))
-    if retrying:
-        parts.append(retrying)
-    return " · ".join(parts)
-
-
-def describe_retrying(retrying: Any) -> str:
-    """``"retrying (attempt 2/5): <reason>"`` from a ``retrying`` object; ``""`` for null.
-
-    Tolerant of its shape: ``attempt``, ``max_attempts`` and a reason in ``reason``,
-    ``error`` or ``message`` are each used when present.
-    """
-    if not retrying:
-        return ""
-    if not isinstance(retrying, dict):
-        return "retrying"
-    text = "retrying"
-    attempt, limit = retrying.get("attempt"), retrying.get("max_attempts")
-    if attempt is not None:
-        text += f" (attempt {attempt}/{limit})" if limit is not None else f" (attempt {attempt})"
-    reason = retrying.get("reason") or retrying.get("error") or retrying.get("message")
-    return f"{text}: {reason}" if reason else text
-
-
-class JobDisplay:
-    """A rich progress bar of one job on ``console`` (hidden when not ``visible``), and with
-    ``trace`` one plain line per job object taken."""
-
-    def __init__(self, console: Console, *, visible: bool, trace: bool) -> None:
-        self.console = console
-        self.trace = trace
-        self.progress = Progress(
-            DescriptionColumn(),
-            BarColumn(bar_width=BAR_WIDTH),
-            PercentColumn(),
-            CountColumn(),
-            JobElapsedColumn(),
-            DetailColumn(),
-            console=console,
-            disable=not visible,
-            refresh_per_second=REFRESH_PER_SECOND,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        self.task_id: TaskID | None = None
-
-    def __enter__(self) -> JobDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.progress.stop()
-
-    def update(self, job: dict[str, Any], source: str) -> None:
-        """Show ``job`` (a job object newer than the last one shown)."""
-        progress = job.get("progress") or {}
-        current, total = progress.get("current") or 0, progress.get("total")
-        if self.trace:
-            shown_total = total if total is not None else "?"
-            line = f"seq {job['seq']} {job['state']} {current}/{shown_total} (via {source})"
-            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        if total is None and job["state"] == JobState.SUCCEEDED:
-            total = current = max(current, 1)  # a finished job of unknown size: a full bar, not a pulse
-        if self.task_id is None:
-            description = f"{job['kind']} {job['id'][:SHORT_ID_CHARS]}"
-            self.task_id = self.progress.add_task(description, total=total, completed=current, job=job)
-        else:
-            # total=None leaves rich's total as it was: a total once known stays known.
-            self.progress.update(self.task_id, total=total, completed=current, job=job)
+# --- the terminal as a rich stream ------------------------------------------------------
 
 
 class _RawStream:
@@ -507,14 +266,14 @@ class Command(BaseCommand):
                 job = services.job_cancel(owner=owner, job_id=options["job_id"])
             else:
                 job = selectors.job_get(owner=owner, job_id=options["job_id"])
-            snapshot = selectors.job_snapshot(job)
+            snapshot = selectors.job_object(job)
             if options["action"] == "watch" or options.get("watch"):
                 if not options["json"]:
                     self._announce(options["action"], snapshot)
                 final = self._watch(owner, snapshot, options)
                 self._report(final, as_json=options["json"])
             elif options["json"]:
-                self.stdout.write(json.dumps(snapshot))
+                self.stdout.write(snapshot.model_dump_json())
             else:
                 self._announce(options["action"], snapshot)
         except ApplicationError as exc:
@@ -536,11 +295,11 @@ class Command(BaseCommand):
                 f"no user {username!r} (--user; the default is DEMO_USERNAME)", returncode=EXIT_REFUSED
             ) from None
 
-    def _announce(self, action: str, job: dict[str, Any]) -> None:
+    def _announce(self, action: str, job: JobObject) -> None:
         if action == "start":
-            self.stdout.write(job["id"])
+            self.stdout.write(job.id)
         elif action == "cancel":
-            self.stdout.write(f"{job['id']} {job['state']}")
+            self.stdout.write(f"{job.id} {job.state}")
 
     def _console(self, options: dict[str, Any]) -> Console:
         console = Console(
@@ -553,35 +312,56 @@ class Command(BaseCommand):
             console.width = NON_TERMINAL_WIDTH
         return console
 
-    def _watch(self, owner: User, job: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    def _watch(self, owner: User, job: JobObject, options: dict[str, Any]) -> JobObject:
         """Watch until final; Ctrl-C stops watching (``EXIT_INTERRUPTED``), not the job."""
         verbosity = int(options["verbosity"])
         console = self._console(options)
         try:
             with JobDisplay(console, visible=verbosity > VERBOSITY_QUIET, trace=verbosity >= VERBOSITY_TRACE) as shown:
                 if verbosity >= VERBOSITY_TRACE:
-                    group = messaging.job_group(job["id"])
-                    console.print(f"watching job {job['id']} (group {group})", markup=False, soft_wrap=True)
-                return asyncio.run(watch_job(owner=owner, job_id=job["id"], on_update=shown.update))
+                    group = messaging.job_group(job.id)
+                    console.print(f"watching job {job.id} (group {group})", markup=False, soft_wrap=True)
+                return asyncio.run(watch_owned_job(owner, job.id, shown.update))
         except KeyboardInterrupt:
             self.stderr.write(
-                f"stopped watching; job {job['id']} keeps running (stop it with: manage.py jobs cancel {job['id']})",
+                f"stopped watching; job {job.id} keeps running (stop it with: manage.py jobs cancel {job.id})",
                 style_func=_unstyled,
             )
             raise SystemExit(EXIT_INTERRUPTED) from None
 
-    def _report(self, job: dict[str, Any], *, as_json: bool) -> None:
+    def _report(self, job: JobObject, *, as_json: bool) -> None:
         """Final lines: stdout ``result: <JSON>`` (or the job as JSON), stderr the failure;
         then the exit status of the final state."""
         if as_json:
-            self.stdout.write(json.dumps(job))
-        elif job["state"] == JobState.SUCCEEDED:
-            self.stdout.write(f"result: {json.dumps(job['result'])}")
-        if job["state"] == JobState.FAILED:
-            self.stderr.write(f"error: {job['error'] or 'the job failed'}")
-        elif job["state"] == JobState.CANCELLED:
-            current, total = job["progress"]["current"], job["progress"]["total"]
-            self.stderr.write(f"cancelled: job {job['id']} was cancelled at {current}/{total}", style_func=_unstyled)
-        status = EXIT_FOR_FINAL_STATE[job["state"]]
+            self.stdout.write(job.model_dump_json())
+        elif job.state == JobState.SUCCEEDED:
+            self.stdout.write(f"result: {json.dumps(job.result)}")
+        if job.state == JobState.FAILED:
+            self.stderr.write(f"error: {job.error or 'the job failed'}")
+        elif job.state == JobState.CANCELLED:
+            current, total = job.progress.current, job.progress.total
+            self.stderr.write(f"cancelled: job {job.id} was cancelled at {current}/{total}", style_func=_unstyled)
+        status = EXIT_FOR_FINAL_STATE[job.state]
         if status != EXIT_SUCCEEDED:
             raise SystemExit(status)
+
+
+async def watch_owned_job(
+    owner: User,
+    job_id: str,
+    on_update: Callable[[JobObject, str], None],
+    resync_after_s: float = RESYNC_AFTER_S,
+) -> JobObject:
+    """``realtime.follower.watch_job`` on the configured channel layer, reading ``owner``'s
+    job from the database; raises ``CommandError`` without a channel layer."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise CommandError("no channel layer is configured (settings.CHANNEL_LAYERS)")
+
+    def read() -> dict[str, Any]:
+        return selectors.job_snapshot(selectors.job_get(owner=owner, job_id=job_id))
+
+    read_snapshot: Callable[[], Awaitable[dict[str, Any]]] = database_sync_to_async(read)
+    return await watch_job(
+        layer=layer, job_id=job_id, read_snapshot=read_snapshot, on_update=on_update, resync_after_s=resync_after_s
+    )
