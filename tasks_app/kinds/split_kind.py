@@ -54,31 +54,26 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, TypeVar
 
 from celery import Task, current_app, shared_task, signature
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
-from tasks_app.errors import InvalidParams
-from tasks_app.heartbeat import Heartbeat
-from tasks_app.kinds.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIME_LIMIT_S, Reading, validate_params
+from tasks_app.kinds.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIME_LIMIT_S, Reading
+from tasks_app.kinds.port import work_adapter
 from tasks_app.kinds.registry import register
 from tasks_app.kinds.task_kind import (
     CANCEL_TERMINATE_AFTER_S,
     HARD_LIMIT_GRACE_S,
     TASK_NAME_PREFIX,
-    JobFailed,
     TaskKind,
     WorkFailed,
 )
 from tasks_app.models import ITEM_FINAL_STATES, ItemState, Job, JobItem
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
-    JobCancelled,
     Progress,
     ProgressRecorder,
-    WorkSuperseded,
     clear_recorded_parts,
     read_recorded_parts,
     request_cancel,
@@ -307,15 +302,16 @@ def split_job_kind(
 
         @shared_task(name=task_name, bind=True, throws=(WorkFailed,), **limits)  # type: ignore[untyped-decorator]
         def split_work(self: Task, job_id: str, attempt: int = 1) -> Any:
-            return _run_split(self, job_id, attempt, kind, params, split, item_size)
+            return work_adapter().run_split(self, job_id, attempt, kind, params, split, item_size)
 
         @shared_task(name=kind.item_task, bind=True, throws=(ItemFailed,), **limits)  # type: ignore[untyped-decorator]
         def run_item(self: Task, job_id: str, attempt: int, index: int, item_attempt: int) -> Any:
-            return _run_item(self, job_id, attempt, index, item_attempt, kind, params, function, min_interval_ms)
+            adapter = work_adapter()
+            return adapter.run_item(self, job_id, attempt, index, item_attempt, kind, params, function, min_interval_ms)
 
         @shared_task(name=kind.merge_task, bind=True, throws=(WorkFailed,), **limits)  # type: ignore[untyped-decorator]
         def run_merge(self: Task, job_id: str, attempt: int) -> Any:
-            return _run_merge(self, job_id, attempt, kind, params, merge)
+            return work_adapter().run_merge(self, job_id, attempt, kind, params, merge)
 
         run_item.__doc__ = function.__doc__
         split_work.__doc__ = f"Split a {name} job into items ({split.__name__})."
@@ -323,145 +319,3 @@ def split_job_kind(
         return run_item
 
     return decorate
-
-
-def _values(params_model: type[P], job: Job) -> P:
-    return validate_params(params_model, job.params, owner=job.owner)
-
-
-T = TypeVar("T")
-
-
-def _step(task: Task, kind: SplitKind, job_id: str, doing: str, call: Callable[[], T]) -> tuple[T | None, str | None]:
-    """Run the split or the merge (``doing``: ``"splitting"``, ``"merging"``): ``(value, None)``,
-    or ``(None, error)`` with the job's error for people when it raised (the traceback of an
-    unexpected error goes to the worker log only)."""
-    try:
-        return call(), None
-    except InvalidParams as exc:
-        return None, f"the job's parameters are no longer valid: {exc.fields}"
-    except JobFailed as exc:
-        return None, str(exc) or f"{kind.name} failed"
-    except SoftTimeLimitExceeded:
-        return None, f"time limit exceeded ({kind.time_limit_s} s) while {doing}"
-    except Exception:
-        logger.exception("%s: %s job %s failed unexpectedly (task %s)", kind.name, doing, job_id, task.request.id)
-        return None, f"internal error {doing} {kind.name}; the worker log has the details (task {task.request.id})"
-
-
-def _run_split(
-    task: Task,
-    job_id: str,
-    attempt: int,
-    kind: SplitKind,
-    params_model: type[P],
-    split: Callable[[P], Sequence[Any]],
-    size: Callable[[Any], int],
-) -> Any:
-    from tasks_app import attempts, items  # they import the registry, which imports this module
-
-    job = attempts.work_claim(job_id=job_id, attempt=attempt)
-    if job is None:
-        return None
-    with Heartbeat(job_id, attempt, attempts.work_heartbeat):
-        parts, error = _step(
-            task,
-            kind,
-            job_id,
-            "splitting",
-            lambda: [(item, max(1, int(size(item)))) for item in split(_values(params_model, job))],
-        )
-    if error is not None or parts is None:
-        attempts.job_fail(job_id=job_id, error=error or "nothing to split", attempt=attempt)
-        raise WorkFailed(error) from None
-    made = items.items_create(job_id=job_id, attempt=attempt, items=parts)
-    return {"items": made}
-
-
-def _run_item(
-    task: Task,
-    job_id: str,
-    attempt: int,
-    index: int,
-    item_attempt: int,
-    kind: SplitKind,
-    params_model: type[P],
-    function: ItemFunction[P],
-    min_interval_ms: int,
-) -> Any:
-    from tasks_app import items
-
-    claimed = items.item_claim(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt)
-    if claimed is None:
-        return None
-    job, item = claimed
-    error: str | None = None
-    retry = True
-    with Heartbeat(job_id, item_attempt, lambda _job_id, run: items.item_heartbeat(item.pk, run)) as heartbeat:
-        recorder = ProgressRecorder(
-            job_id,
-            attempt=attempt,
-            part=_part(index, item_attempt),
-            min_interval_ms=min_interval_ms,
-            superseded=lambda: heartbeat.superseded,
-        )
-        try:
-            result = function(_values(params_model, job), item.item, recorder)
-        except WorkSuperseded:
-            logger.info("%s: job %s item %s run %s superseded", kind.name, job_id, index, item_attempt)
-            return None
-        except JobCancelled:
-            items.item_stopped(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt)
-            return None
-        except JobFailed as exc:
-            error, retry = str(exc) or f"{kind.name} part failed", False
-        except InvalidParams as exc:
-            error, retry = f"the job's parameters are no longer valid: {exc.fields}", False
-        except SoftTimeLimitExceeded:
-            error = f"time limit exceeded ({kind.time_limit_s} s)"
-        except Exception as exc:
-            logger.exception(
-                "%s: job %s item %s failed unexpectedly (task %s)", kind.name, job_id, index, task.request.id
-            )
-            error = f"{type(exc).__name__} in {kind.name} (task {task.request.id}; the worker log has the details)"
-    if error is not None:
-        items.item_fail(
-            job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt, error=error, retry=retry
-        )
-        raise ItemFailed(error) from None
-    items.item_succeed(job_id=job_id, attempt=attempt, index=index, item_attempt=item_attempt, result=result)
-    return result
-
-
-def _run_merge(
-    task: Task,
-    job_id: str,
-    attempt: int,
-    kind: SplitKind,
-    params_model: type[P],
-    merge: Callable[[P, list[Any]], Any],
-) -> Any:
-    from tasks_app import attempts, items
-
-    claimed = items.merge_claim(job_id=job_id, attempt=attempt, task_id=str(task.request.id))
-    if claimed is None:
-        return None
-    job, rows = claimed
-    failed = [row for row in rows if row.state == ItemState.FAILED]
-    result, error = _step(
-        task,
-        kind,
-        job_id,
-        "merging",
-        lambda: merge(_values(params_model, job), [r.result for r in rows if r.state == ItemState.SUCCEEDED]),
-    )
-    if error is not None:
-        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
-        raise WorkFailed(error) from None
-    if failed and isinstance(result, dict):
-        samples = [{"index": row.index, "item": row.item, "error": row.error} for row in failed[:MAX_FAILED_SAMPLES]]
-        result = {**result, "failed_items": {"count": len(failed), "samples": samples}}
-    total = sum(row.size for row in rows)
-    done = f"{len(rows) - len(failed):,} of {len(rows):,} parts done" + (f", {len(failed):,} failed" if failed else "")
-    attempts.job_succeed(job_id=job_id, result=result, progress=Progress(total, total or None, done), attempt=attempt)
-    return None

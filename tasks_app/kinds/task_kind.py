@@ -50,28 +50,23 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from celery import Task, current_app, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 from pydantic import BaseModel
 
-from tasks_app.errors import InvalidParams
-from tasks_app.heartbeat import Heartbeat
 from tasks_app.kinds.base import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_TIME_LIMIT_S,
     JobKind,
     Reading,
     default_title,
-    validate_params,
 )
+from tasks_app.kinds.port import work_adapter
 from tasks_app.kinds.registry import register
 from tasks_app.progress import (
     DEFAULT_MIN_INTERVAL_MS,
-    JobCancelled,
     Progress,
     ProgressRecorder,
-    WorkSuperseded,
     read_recorded_many,
     read_recorded_progress,
     request_cancel,
@@ -268,61 +263,9 @@ def job_kind(
             time_limit=time_limit_s + HARD_LIMIT_GRACE_S,
         )
         def run_work(self: Task, job_id: str, attempt: int = 1) -> Any:
-            return _run_work(self, job_id, attempt, name, params, function, min_interval_ms, time_limit_s)
+            return work_adapter().run_work(self, job_id, attempt, name, params, function, min_interval_ms, time_limit_s)
 
         run_work.__doc__ = function.__doc__
         return run_work
 
     return decorate
-
-
-def _run_work(
-    task: Task,
-    job_id: str,
-    attempt: int,
-    name: str,
-    params_model: type[P],
-    function: WorkFunction[P],
-    min_interval_ms: int,
-    time_limit_s: int,
-) -> Any:
-    from tasks_app import attempts, services  # they import the registry, which imports this module
-
-    job = attempts.work_claim(job_id=job_id, attempt=attempt)
-    if job is None:
-        return None
-    error: str | None = None
-    try:
-        values = validate_params(params_model, job.params, owner=job.owner)
-    except InvalidParams as exc:
-        error = f"the job's parameters are no longer valid: {exc.fields}"
-    else:
-        with Heartbeat(job_id, attempt, attempts.work_heartbeat) as heartbeat:
-            recorder = ProgressRecorder(
-                job_id, attempt=attempt, min_interval_ms=min_interval_ms, superseded=lambda: heartbeat.superseded
-            )
-            try:
-                result = function(values, recorder)
-            except WorkSuperseded:
-                logger.info("%s: job %s attempt %s superseded; it stopped without a result", name, job_id, attempt)
-                return None
-            except JobCancelled:
-                attempts.work_stopped(job_id=job_id, attempt=attempt)
-                logger.info("%s: job %s cancelled after %s progress writes", name, job_id, recorder.writes)
-                return None
-            except SoftTimeLimitExceeded:
-                error = services.time_limit_message(time_limit_s)
-            except JobFailed as exc:
-                error = str(exc) or f"{name} failed"
-            except Exception:
-                logger.exception("%s: job %s failed unexpectedly (task %s)", name, job_id, task.request.id)
-                error = f"internal error in {name}; the worker log has the details (task {task.request.id})"
-    if error is not None:
-        attempts.job_fail(job_id=job_id, error=error, attempt=attempt)
-        # A FAILURE result for the task, so Flower and the admin's task results show it; the
-        # exception is raised here, outside the work function, so the stored traceback holds
-        # none of its frames (the worker log has them, for an unexpected error).
-        raise WorkFailed(error) from None
-    attempts.job_succeed(job_id=job_id, result=result, progress=recorder.progress, attempt=attempt)
-    logger.info("%s: job %s done after %s progress writes", name, job_id, recorder.writes)
-    return result
