@@ -1,0 +1,134 @@
+"""The direction of imports (README "Layout", docs/modules.md): read from the source with ``ast``.
+
+Every ``import`` and ``from … import`` counts, also those inside functions and under
+``TYPE_CHECKING``: a rule that holds only at module level is a rule dodged.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("proj", "tasks_app", "realtime")
+
+#: The one module of realtime that tasks_app may use: the port into the channel layer.
+REALTIME_PORT = "realtime.messaging"
+#: What a job kind never imports: the services and their adapters (they call the kinds).
+NOT_FOR_KINDS = (
+    "tasks_app.services",
+    "tasks_app.attempts",
+    "tasks_app.items",
+    "tasks_app.supervisor",
+    "tasks_app.selectors",
+    "tasks_app.tasks",
+    "tasks_app.work",
+    "tasks_app.api",
+    "tasks_app.views",
+    "tasks_app.admin",
+)
+#: Modules that are pure declarations: the protocol's job object and the states.
+PURE = ("tasks_app.jobobject", "tasks_app.states")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module ``path`` imports, absolute (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else module_name(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield base
+            # "from tasks_app import services" imports the module tasks_app.services.
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def modules() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" not in path.parts:
+                found[module_name(path)] = set(imported(path))
+    return found
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+IMPORTS = modules()
+
+
+def test_the_reader_sees_the_imports_it_checks():
+    assert "realtime.messaging" in IMPORTS["tasks_app.services"]
+    assert "tasks_app.services" in IMPORTS["realtime.consumers"]
+    assert "tasks_app.kinds.port" in IMPORTS["tasks_app.kinds.task_kind"]
+    assert len(IMPORTS) > 50
+
+
+def test_tasks_app_reaches_realtime_only_through_its_port():
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if within(module, "tasks_app")
+        for target in targets
+        if within(target, "realtime") and target not in ("realtime", REALTIME_PORT)
+    ]
+    assert bad == []
+
+
+def test_the_port_imports_nothing_of_tasks_app():
+    assert not [t for t in IMPORTS[REALTIME_PORT] if within(t, "tasks_app")]
+
+
+def test_kinds_never_import_services():
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if within(module, "tasks_app.kinds")
+        for target in targets
+        if any(within(target, service) for service in NOT_FOR_KINDS)
+    ]
+    assert bad == []
+
+
+def test_only_the_routing_imports_the_consumers():
+    importers = {m for m, targets in IMPORTS.items() if "realtime.consumers" in targets}
+    assert importers == {"realtime.routing"}
+
+
+def test_realtime_never_imports_celery_tasks():
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if within(module, "realtime")
+        for target in targets
+        if any(within(target, t) for t in ("tasks_app.tasks", "tasks_app.work", "tasks_app.supervisor", "celery"))
+    ]
+    assert bad == []
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_declarations_import_no_model_channels_or_celery(module):
+    bad = [
+        t
+        for t in IMPORTS[module]
+        if (within(t, "tasks_app") and t != "tasks_app" and not any(within(t, pure) for pure in PURE))
+        or any(within(t, lib) for lib in ("channels", "celery", "realtime", "django.db.models.base"))
+    ]
+    assert bad == []
