@@ -1,6 +1,6 @@
 """One CSV profile in parts: split a file into byte ranges, profile each apart, merge the partials.
 
-Pure Python, standard library only, like ``tasks_app.csv_profiler`` whose
+Pure Python, standard library only, like ``tasks_app.csv.reader`` whose
 steps it reuses. The three calls of a parallel profile::
 
     plan = plan_csv_parts(fh, size=size, parts=4)            # once, reads the file's quotes
@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from tasks_app.csv_columns import ColumnStats
-from tasks_app.csv_profiler import (
+from tasks_app.csv.columns import ColumnStats
+from tasks_app.csv.reader import (
     MAX_BAD_ROW_SAMPLES,
     CsvHead,
     ProgressTicker,

@@ -14,7 +14,7 @@ The figures are meant to agree with what a pandas user sees after
 ``min``/``max``/``mean``), for well-formed files.
 
 The steps (reading the head, scanning rows, building the result) are public so
-that ``tasks_app.csv_parts`` profiles byte ranges of one file with the very
+that ``tasks_app.csv.parts`` profiles byte ranges of one file with the very
 same code and merges them into the very same result.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from tasks_app.csv_columns import NULL_TOKENS, ColumnStats
+from tasks_app.csv.columns import NULL_TOKENS, ColumnStats
 
 __all__ = [
     "MAX_BAD_ROW_SAMPLES",
