@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from tasks_app.csv.columns import NULL_TOKENS, ColumnStats
 from tasks_app.csv.parts import CsvPartsMismatchError, CsvPlan, merge_csv_parts, plan_csv_parts, profile_csv_part
-from tasks_app.csv.reader import MAX_BAD_ROW_SAMPLES, PROGRESS_EVERY_BYTES, SAMPLE_BYTES, NotCSVError, profile_csv
+from tasks_app.csv.profile import profile_csv
+from tasks_app.csv.reader import MAX_BAD_ROW_SAMPLES, PROGRESS_EVERY_BYTES, SAMPLE_BYTES, NotCSVError
 
 __all__ = [
     "MAX_BAD_ROW_SAMPLES",
