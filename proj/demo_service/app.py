@@ -6,9 +6,11 @@ tests drive it with a fake clock. Jobs live in memory only: a restart forgets th
 
 Run it (the Procfile line)::
 
-    daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} tasks_app.demo_service:app
+    daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} proj.demo_service:app
 
-It needs neither Django nor its settings: only the standard library and Starlette.
+A separate program: it imports nothing from ``tasks_app`` or ``realtime`` and uses neither
+Django nor the project's settings, only the standard library and Starlette (importing it runs
+``proj/__init__.py``, which creates the Celery app but configures nothing).
 
 Contract (every body, errors included, is one JSON object; no answer is ever a traceback)
 ----------------------------------------------------------------------------------------
