@@ -7,6 +7,7 @@ nothing from ``tasks_app`` or ``realtime`` and uses neither Django nor the proje
 
 from __future__ import annotations
 
-from proj.demo_service.app import FAIL_ERROR, MAX_BODY_BYTES, TOKEN_ENV, app, create_app
+from proj.demo_service.app import MAX_BODY_BYTES, TOKEN_ENV, app, create_app
+from proj.demo_service.jobs import FAIL_ERROR
 
 __all__ = ["FAIL_ERROR", "MAX_BODY_BYTES", "TOKEN_ENV", "app", "create_app"]
