@@ -3,12 +3,12 @@
 Parameters: ``upload_id`` (required, one of the owner's uploads), ``delimiter`` (optional,
 sniffed when absent) and ``encoding`` (optional, default ``utf-8``). The work task
 (``tasks_app.kind.csv_profile``, queue ``jobs``) reads the file with
-``tasks_app.csv_profiler`` and records bytes read of the file's size through its
+``tasks_app.csv`` and records bytes read of the file's size through its
 ``ProgressRecorder``; polls relay that progress.
 
 ``csv_profile_parallel`` takes the same parameters and ``parts``: a split kind
 (``split_job_kind``) whose items are record-aligned byte ranges of the file
-(``tasks_app.csv_parts``), profiled in parallel by every ``worker-jobs`` process and merged
+(``tasks_app.csv.parts``), profiled in parallel by every ``worker-jobs`` process and merged
 into exactly the figures ``csv_profile`` gives.
 """
 
@@ -21,8 +21,15 @@ from typing import Any, Final, Literal
 from django.conf import settings
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from tasks_app.csv_parts import CsvPartsMismatchError, CsvPlan, merge_csv_parts, plan_csv_parts, profile_csv_part
-from tasks_app.csv_profiler import NotCSVError, profile_csv
+from tasks_app.csv import (
+    CsvPartsMismatchError,
+    CsvPlan,
+    NotCSVError,
+    merge_csv_parts,
+    plan_csv_parts,
+    profile_csv,
+    profile_csv_part,
+)
 from tasks_app.kinds.base import StrictParams
 from tasks_app.kinds.split_kind import split_job_kind
 from tasks_app.kinds.task_kind import JobFailed, job_kind
@@ -103,7 +110,7 @@ def _total(params: CsvProfileParams) -> int | None:
 def profile_uploaded_csv(params: CsvProfileParams, recorder: ProgressRecorder) -> dict[str, Any]:
     """Profile the job's uploaded CSV file, recording bytes read as progress.
 
-    Returns the profile (``tasks_app.csv_profiler.profile_csv``) with ``file`` added; a file
+    Returns the profile (``tasks_app.csv.profile_csv``) with ``file`` added; a file
     that is not CSV, or that cannot be read, fails the job with a readable error.
     """
     upload = Upload.objects.filter(pk=params.upload_id).first()
@@ -153,7 +160,7 @@ def _open_upload(params: CsvProfileParams) -> Upload:
 
 
 def _plan(params: CsvProfileParallelParams, upload: Upload) -> CsvPlan:
-    """The file cut into record-aligned byte ranges (``csv_parts.plan_csv_parts``): ``parts``
+    """The file cut into record-aligned byte ranges (``tasks_app.csv.plan_csv_parts``): ``parts``
     (default ``CSV_PROFILE_PARTS``), fewer for a file under ``MIN_PART_BYTES`` a part."""
     wanted = params.parts or int(settings.CSV_PROFILE_PARTS)
     parts = max(1, min(wanted, upload.size // MIN_PART_BYTES))
@@ -186,7 +193,7 @@ def range_bytes(item: dict[str, Any]) -> int:
 
 def merged_profile(params: CsvProfileParallelParams, partials: list[dict[str, Any]]) -> dict[str, Any]:
     """The merge: the parts' partial profiles merged into ``profile_csv``'s exact result
-    (``csv_parts.merge_csv_parts``), with ``file`` added. A file whose quoting breaks RFC 4180
+    (``tasks_app.csv.merge_csv_parts``), with ``file`` added. A file whose quoting breaks RFC 4180
     can put a cut inside a row; the parts then do not add up and the file is profiled again
     whole, in this task, so the figures stay exact."""
     upload = _open_upload(params)
@@ -219,7 +226,7 @@ def merged_profile(params: CsvProfileParallelParams, partials: list[dict[str, An
     summary=_summary,
 )
 def profile_byte_range(params: CsvProfileParallelParams, item: dict[str, Any], recorder: ProgressRecorder) -> Any:
-    """Profile one byte range of the upload (``csv_parts.profile_csv_part``), recording bytes
+    """Profile one byte range of the upload (``tasks_app.csv.profile_csv_part``), recording bytes
     read of the range; returns its partial profile (JSON)."""
     upload = _open_upload(params)
     plan = CsvPlan.from_dict(item["plan"])

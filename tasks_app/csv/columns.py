@@ -4,7 +4,7 @@ Pure Python, standard library only. ``ColumnStats`` is fed the fields of one
 column one by one (``add``), can be merged with the figures of a later stretch
 of the same column (``merge``), and travels between processes as a
 JSON-serialisable dict (``to_partial`` / ``from_partial``). ``summary`` gives
-the column's entry in ``tasks_app.csv_profiler.profile_csv``'s result.
+the column's entry in ``tasks_app.csv.profile.profile_csv``'s result.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for tasks_app.csv_profiler.
+"""Tests for tasks_app.csv.profile_csv (the reader and the column figures together).
 
 The real-file tests use public CSV files shipped inside installed PyPI
 packages (vega_datasets, palmerpenguins) and check every figure against an
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks_app.csv_profiler import (
+from tasks_app.csv import (
     MAX_BAD_ROW_SAMPLES,
     NULL_TOKENS,
     PROGRESS_EVERY_BYTES,

@@ -8,6 +8,7 @@ errors here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -17,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks_app.demo_service import FAIL_ERROR, MAX_BODY_BYTES, TOKEN_ENV, create_app
+from proj.demo_service import FAIL_ERROR, MAX_BODY_BYTES, TOKEN_ENV, create_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-demo-token"
 
 
@@ -365,13 +366,22 @@ async def test_token_is_read_from_the_environment(clock, monkeypatch):
         assert (await client.post("/jobs", json={})).status_code == 201  # an explicit "" turns auth off
 
 
-def test_importing_the_module_does_not_touch_django():
+def test_importing_the_service_loads_no_app_code_and_no_django_settings():
+    # Importing proj.demo_service runs proj/__init__.py, which creates the Celery app (Celery's
+    # Django fix-up then imports a few django modules); nothing configures Django or imports
+    # the project's apps, settings or Celery configuration.
     code = (
-        "import sys, tasks_app.demo_service as s; "
+        "import json, sys, proj.demo_service as s; "
+        "from django.conf import settings; "
         "assert s.app is not None; "
-        "print(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')))"
+        "print(json.dumps({'configured': settings.configured, 'ours': sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('proj', 'tasks_app', 'realtime', 'celeryconfig'))}))"
     )
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.strip() == "[]"
+    loaded = json.loads(result.stdout)
+    assert loaded["configured"] is False
+    others = [m for m in loaded["ours"] if m not in ("proj", "proj.celery") and not m.startswith("proj.demo_service")]
+    assert others == []

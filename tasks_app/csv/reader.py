@@ -1,21 +1,14 @@
-"""Streaming profile of an uploaded CSV file.
+"""Streaming CSV reader: a binary stream to decoded records, and the rows it could not read.
 
-Pure Python, standard library only (no Django, no pandas), so it can run
-inside a Celery worker on any stream and be tested on its own.
+Pure Python, standard library only (no Django, no pandas), and no column figures: it
+hands rows to its caller (``tasks_app.csv.profile`` feeds them to ``ColumnStats``).
 
-``profile_csv`` reads a binary stream once, line by line, and returns a
-JSON-serialisable summary: row counts, unreadable ("bad") rows, and per-column
-figures (inferred type, null count, distinct count, numeric min/max/mean).
-Memory is bounded by the number of distinct values per column: rows are never
-collected into a list.
-
-The figures are meant to agree with what a pandas user sees after
-``pandas.read_csv(path)`` with default options (null tokens, ``nunique``,
-``min``/``max``/``mean``), for well-formed files.
-
-The steps (reading the head, scanning rows, building the result) are public so
-that ``tasks_app.csv_parts`` profiles byte ranges of one file with the very
-same code and merges them into the very same result.
+The head of the file settles the dialect (``read_csv_head``: binary check, encoding,
+UTF-8 BOM, sniffed delimiter); ``physical_lines`` splits the stream into raw lines without
+collecting them; ``RowScanner`` decodes each line, parses rows with ``csv.reader``, reads
+the header and yields the good data rows, counting and sampling the bad ones. The steps
+are public so that ``tasks_app.csv.parts`` reads byte ranges of one file with the very
+same code. ``NotCSVError`` says a file is not CSV text we can read.
 """
 
 from __future__ import annotations
@@ -26,11 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from tasks_app.csv_columns import NULL_TOKENS, ColumnStats
-
 __all__ = [
     "MAX_BAD_ROW_SAMPLES",
-    "NULL_TOKENS",
     "PROGRESS_EVERY_BYTES",
     "SAMPLE_BYTES",
     "CsvHead",
@@ -40,8 +30,6 @@ __all__ = [
     "RowScanner",
     "check_bad_rows",
     "physical_lines",
-    "profile_csv",
-    "profile_result",
     "read_csv_head",
 ]
 
@@ -158,7 +146,7 @@ class ProgressTicker:
 
 
 class RowScanner:
-    """The rows of a stretch of physical lines, profiled as ``profile_csv`` does.
+    """The rows of a stretch of physical lines, read as ``profile_csv`` reads them.
 
     ``raw_lines`` yields raw lines (``physical_lines``); they are numbered
     from 1 in ``bad_row_samples``. A line that cannot be decoded is a bad row
@@ -168,7 +156,7 @@ class RowScanner:
     after each line.
 
     Either ``read_header()`` (the first non-blank row names the columns) or
-    ``start_columns(names)`` must come before ``read_rows()``.
+    ``start_header(names)`` must come before ``read_rows()``.
     """
 
     def __init__(
@@ -184,7 +172,7 @@ class RowScanner:
         self.rows = 0
         self.bad_rows = 0
         self.bad_samples: list[dict[str, Any]] = []
-        self.columns: list[ColumnStats] | None = None  # None until the header is known
+        self.header: list[str] | None = None  # the column names; None until the header is known
         #: True when the input ended inside a row (in a quoted field): ``csv.reader``
         #: then ends that row with whatever it has read.
         self.open_at_end = False
@@ -211,7 +199,7 @@ class RowScanner:
                 text = raw.decode(self._decode_as)
             except UnicodeDecodeError as exc:
                 where = f"{exc.reason} at byte {exc.start + 1}"
-                if self.columns is None:
+                if self.header is None:
                     raise NotCSVError(f"the header is not valid {self.encoding} text: {where}") from None
                 self._record_bad(self.lines, f"undecodable bytes for {self.encoding} at byte {exc.start + 1}")
                 continue
@@ -220,20 +208,20 @@ class RowScanner:
             yield text
         self._at_eof = True
 
-    def start_columns(self, names: Iterable[str]) -> list[ColumnStats]:
-        """Take the header as known (``names``): every row read is a data row. Returns the new ``columns``."""
-        self.columns = [ColumnStats(name) for name in names]
-        return self.columns
+    def start_header(self, names: Iterable[str]) -> list[str]:
+        """Take the header as known (``names``): every row read is a data row. Returns the new ``header``."""
+        self.header = list(names)
+        return self.header
 
-    def read_header(self) -> list[ColumnStats]:
+    def read_header(self) -> list[str]:
         """Read up to and including the header row; ``lines``/``bytes`` then end just after it.
 
-        Returns the new ``columns``, one per header field, in order.
+        Returns the new ``header``: the column names, one per header field, in order, as written.
 
         Raises:
             NotCSVError: there is no header row, or it cannot be decoded or parsed.
         """
-        while self.columns is None:
+        while self.header is None:
             self._row_start = None
             try:
                 row = next(self._reader)
@@ -242,15 +230,23 @@ class RowScanner:
             except csv.Error as exc:
                 raise NotCSVError(f"the header row could not be parsed: {exc}") from None
             if not _is_blank(row):
-                self.start_columns(row)
-        return self.columns
+                self.start_header(row)
+        return self.header
 
-    def read_rows(self) -> None:
-        """Read every remaining row into ``rows``, ``bad_rows`` and the column figures."""
-        columns = self.columns
-        if columns is None:
-            raise RuntimeError("read_header() or start_columns() must come first")
-        width = len(columns)
+    def read_rows(self) -> Iterator[list[str]]:
+        """Yield every remaining good data row (as many fields as ``header``), counted in ``rows``.
+
+        Bad rows are counted in ``bad_rows`` (and sampled) instead; blank rows are skipped.
+        The rows are read as the iterator is consumed; whatever ``tick`` raises propagates.
+
+        Raises:
+            RuntimeError: neither ``read_header()`` nor ``start_header()`` came first (at the call).
+        """
+        if self.header is None:
+            raise RuntimeError("read_header() or start_header() must come first")
+        return self._good_rows(len(self.header))
+
+    def _good_rows(self, width: int) -> Iterator[list[str]]:
         reader = self._reader
         while True:
             self._row_start = None
@@ -270,8 +266,7 @@ class RowScanner:
                 self._record_bad(self._row_start or reader.line_num, f"expected {width} fields, got {len(row)}")
                 continue
             self.rows += 1
-            for stats, value in zip(columns, row, strict=True):
-                stats.add(value)
+            yield row
 
 
 def check_bad_rows(*, rows: int, bad_rows: int, encoding: str, delimiter: str) -> None:
@@ -281,28 +276,6 @@ def check_bad_rows(*, rows: int, bad_rows: int, encoding: str, delimiter: str) -
             f"{bad_rows} of {bad_rows + rows} rows could not be read as {encoding} CSV"
             f" with delimiter {delimiter!r}: is this a CSV file?"
         )
-
-
-def profile_result(
-    *,
-    rows: int,
-    bad_rows: int,
-    bad_samples: list[dict[str, Any]],
-    columns: list[ColumnStats],
-    delimiter: str,
-    encoding: str,
-    size: int,
-) -> dict[str, Any]:
-    """The result dict of ``profile_csv`` (shape documented there) from the figures."""
-    return {
-        "rows": rows,
-        "bad_rows": bad_rows,
-        "bad_row_samples": bad_samples,
-        "columns": [stats.summary() for stats in columns],
-        "delimiter": delimiter,
-        "encoding": encoding,
-        "bytes": size,
-    }
 
 
 def _read_head(fileobj: BinaryIO, n: int) -> bytes:
@@ -365,86 +338,3 @@ def _is_blank(row: list[str]) -> bool:
     # csv.reader gives [] for an empty line; like pandas' skip_blank_lines,
     # a whitespace-only line is blank too.
     return not row or (len(row) == 1 and not row[0].strip())
-
-
-def profile_csv(
-    fileobj: BinaryIO,
-    *,
-    size: int,
-    encoding: str = "utf-8",
-    delimiter: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Profile a CSV file read from a binary stream, in one streaming pass.
-
-    Args:
-        fileobj: readable binary stream positioned at the start of the file;
-            only ``read()`` is used (no seeking), and it is not closed.
-        size: total size of the file in bytes, used for progress reports and
-            reported back as ``"bytes"``.
-        encoding: text encoding of the file; it must be ASCII-compatible
-            (utf-8, latin-1, cp1252, ...). With utf-8 a leading BOM is
-            dropped. Each physical line is decoded strictly.
-        delimiter: one-character field delimiter; ``None`` sniffs it among
-            ``, ; TAB |`` on the first ``SAMPLE_BYTES`` bytes, falling back
-            to ``","``.
-        on_progress: called as ``on_progress(bytes_read, size)`` each time
-            another ``PROGRESS_EVERY_BYTES`` bytes of lines have been read
-            (``bytes_read`` is clamped to ``size``, so it never decreases and
-            never exceeds it), then once as ``(size, size)`` at the end.
-            Whatever it raises (e.g. a cancellation) propagates unchanged.
-
-    The first non-blank row is the header (names kept as written). Blank
-    lines are skipped. A data row is bad, and left out of every figure, when
-    one of its lines cannot be decoded, the csv module cannot parse it, or its
-    field count differs from the header's. A field is null when it is exactly
-    one of ``NULL_TOKENS``.
-
-    Returns:
-        A JSON-serialisable dict::
-
-            {
-              "rows": int,              # good data rows (header excluded)
-              "bad_rows": int,
-              "bad_row_samples": [      # the first MAX_BAD_ROW_SAMPLES
-                  {"line": int,         # 1-based physical line the row starts on
-                   "reason": str}, ...],
-              "columns": [              # in header order
-                  {"name": str,
-                   "type": "integer" | "float" | "boolean" | "date"
-                           | "datetime" | "string" | "empty",
-                   "non_null": int, "nulls": int,
-                   "distinct": int,     # distinct non-null values
-                   "min": int | float | None,   # numeric columns only:
-                   "max": int | float | None,   # int for "integer",
-                   "mean": float | None},       # float for "float"
-                  ...],
-              "delimiter": str,
-              "encoding": str,          # as given
-              "bytes": int,             # = size
-            }
-
-    Raises:
-        NotCSVError: the head holds NUL bytes (binary file); there is no
-            header row; the header cannot be decoded or parsed; or more rows
-            are bad than good.
-        ValueError: ``encoding`` is not ASCII-compatible (e.g. utf-16).
-        LookupError: ``encoding`` is unknown.
-    """
-    head = read_csv_head(fileobj, encoding=encoding, delimiter=delimiter)
-    ticker = None if on_progress is None else ProgressTicker(on_progress, offset=head.bom_bytes, total=size)
-    scanner = RowScanner(physical_lines(fileobj, head.head), head, tick=None if ticker is None else ticker.tick)
-    columns = scanner.read_header()
-    scanner.read_rows()
-    check_bad_rows(rows=scanner.rows, bad_rows=scanner.bad_rows, encoding=encoding, delimiter=head.delimiter)
-    if ticker is not None:
-        ticker.finish()
-    return profile_result(
-        rows=scanner.rows,
-        bad_rows=scanner.bad_rows,
-        bad_samples=scanner.bad_samples,
-        columns=columns,
-        delimiter=head.delimiter,
-        encoding=encoding,
-        size=size,
-    )

@@ -1,7 +1,7 @@
 """One CSV profile in parts: split a file into byte ranges, profile each apart, merge the partials.
 
-Pure Python, standard library only, like ``tasks_app.csv_profiler`` whose
-steps it reuses. The three calls of a parallel profile::
+Pure Python, standard library only, like ``tasks_app.csv.profile`` whose
+steps (and the reader's) it reuses. The three calls of a parallel profile::
 
     plan = plan_csv_parts(fh, size=size, parts=4)            # once, reads the file's quotes
     partials = [profile_csv_part(fh_i, plan, i) for i in range(len(plan.ranges))]  # anywhere
@@ -26,15 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from tasks_app.csv_columns import ColumnStats
-from tasks_app.csv_profiler import (
+from tasks_app.csv.columns import ColumnStats
+from tasks_app.csv.profile import add_rows, profile_result
+from tasks_app.csv.reader import (
     MAX_BAD_ROW_SAMPLES,
     CsvHead,
     ProgressTicker,
     RowScanner,
     check_bad_rows,
     physical_lines,
-    profile_result,
     read_csv_head,
 )
 
@@ -161,7 +161,7 @@ def plan_csv_parts(
         raise ValueError(f"parts must be at least 1, not {parts}")
     head = read_csv_head(fileobj, encoding=encoding, delimiter=delimiter)
     scanner = RowScanner(physical_lines(fileobj, head.head), head)
-    columns = scanner.read_header()
+    header = scanner.read_header()
     data_start = head.bom_bytes + scanner.bytes
     if size < data_start:
         raise ValueError(f"size {size} ends before the header, which ends at byte {data_start}")
@@ -176,7 +176,7 @@ def plan_csv_parts(
         size=size,
         encoding=encoding,
         delimiter=head.delimiter,
-        header=tuple(stats.name for stats in columns),
+        header=tuple(header),
         header_lines=scanner.lines,
         ranges=tuple(zip(starts, ends, strict=True)),
     )
@@ -287,8 +287,8 @@ def profile_csv_part(
         CsvHead.settled(encoding=plan.encoding, delimiter=plan.delimiter),
         tick=None if ticker is None else ticker.tick,
     )
-    columns = scanner.start_columns(plan.header)
-    scanner.read_rows()
+    columns = [ColumnStats(name) for name in scanner.start_header(plan.header)]
+    add_rows(columns, scanner.read_rows())
     if ticker is not None:
         ticker.finish()
     return {
