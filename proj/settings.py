@@ -96,6 +96,17 @@ INSTALLED_APPS = [
     "realtime",
 ]
 
+#: The modules that declare job kinds, imported in this order by ``TasksAppConfig.ready`` in
+#: every process (web, workers, beat, commands): the built-in kinds, then the examples of
+#: README "Add your own job kind". Add the module of your own kinds here; a kind no module
+#: declares does not exist, in any process.
+JOB_KIND_MODULES = [
+    "tasks_app.kinds.simulated",
+    "tasks_app.kinds.csv_profile",
+    "tasks_app.kinds.remote",
+    "tasks_app.jobkinds",
+]
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

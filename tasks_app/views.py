@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from tasks_app import selectors, services
 from tasks_app.errors import CODE_INVALID_PARAMS, JobNotFound
-from tasks_app.kinds.csv_profile import human_bytes
+from tasks_app.formatting import human_bytes
 from tasks_app.models import FINAL_STATES
 from tasks_app.uploadlimit import UploadLimit
 

@@ -9,14 +9,13 @@
   (``simulated``, ``remote``).
 - :func:`get_kind`, :data:`REGISTRY`: lookup by name.
 
-Built-in kinds: ``simulated``, ``csv_profile``, ``remote``. Apps add theirs in a module
-called ``jobkinds`` (imported at start-up by ``TasksAppConfig.ready``).
+Built-in kinds: ``simulated``, ``csv_profile``, ``remote``. Which modules declare kinds is
+``settings.JOB_KIND_MODULES`` (imported at start-up by ``TasksAppConfig.ready``): importing
+this package registers none.
 """
 
 from __future__ import annotations
 
-# Built-in kinds register themselves on import.
-from tasks_app.kinds import csv_profile, remote, simulated
 from tasks_app.kinds.base import JobKind, Progress, Reading, StrictParams
 from tasks_app.kinds.registry import REGISTRY, get_kind, register
 from tasks_app.kinds.split_kind import SplitKind, split_job_kind
@@ -34,11 +33,8 @@ __all__ = [
     "SplitKind",
     "StrictParams",
     "TaskKind",
-    "csv_profile",
     "get_kind",
     "job_kind",
     "register",
-    "remote",
-    "simulated",
     "split_job_kind",
 ]

@@ -30,6 +30,7 @@ from tasks_app.csv import (
     profile_csv,
     profile_csv_part,
 )
+from tasks_app.formatting import human_bytes
 from tasks_app.kinds.base import StrictParams
 from tasks_app.kinds.split_kind import split_job_kind
 from tasks_app.kinds.task_kind import JobFailed, job_kind
@@ -40,22 +41,6 @@ logger = logging.getLogger(__name__)
 
 DELIMITERS: Final = (",", ";", "\t", "|")
 ENCODINGS: Final = ("utf-8", "latin-1", "cp1252")
-#: Decimal (SI) byte units of :func:`human_bytes`, as the page's script shows sizes.
-BYTE_UNITS: Final = ("KB", "MB", "GB", "TB")
-BYTES_PER_UNIT: Final = 1000
-
-
-def human_bytes(size: int) -> str:
-    """A size for people, as the page shows it: ``"512 bytes"``, ``"210 KB"``, ``"31.1 MB"``
-    (decimal units; one decimal below 100 of a unit, none from 100 on)."""
-    if size < BYTES_PER_UNIT:
-        return f"{size:,} bytes"
-    value = float(size)
-    unit = -1
-    while value >= BYTES_PER_UNIT and unit < len(BYTE_UNITS) - 1:
-        value /= BYTES_PER_UNIT
-        unit += 1
-    return f"{value:.1f} {BYTE_UNITS[unit]}" if value < 100 else f"{value:,.0f} {BYTE_UNITS[unit]}"
 
 
 class CsvProfileParams(StrictParams):

@@ -36,9 +36,8 @@ The task's arguments are ``(job_id, attempt)``. While it runs it beats
 (``tasks_app.heartbeat``); if its worker dies, the supervisor runs the job again as attempt
 ``attempt + 1`` (up to ``max_attempts``), and a late copy of an older attempt does nothing.
 
-Modules holding such kinds must be imported by every process (web and workers): put them in
-a module called ``jobkinds`` of an installed app (found at start-up) or under
-``tasks_app/kinds/``.
+Modules holding such kinds must be imported by every process (web and workers): list them in
+``settings.JOB_KIND_MODULES``.
 """
 
 from __future__ import annotations

@@ -127,6 +127,6 @@ def test_a_kind_without_a_title_is_called_by_its_name_in_words():
     ],
 )
 def test_human_bytes(size: int, shown: str) -> None:
-    from tasks_app.kinds.csv_profile import human_bytes
+    from tasks_app.formatting import human_bytes
 
     assert human_bytes(size) == shown

@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tasks_app.jobkinds import count_primes
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, StrictParams, TaskKind, job_kind
 from tasks_app.models import Job, JobState
 from tasks_app.progress import read_recorded_progress
+from tests.kinds import declared_apart, kinds_registered, registry_restored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,6 +121,16 @@ def echo(params: EchoParams, recorder: ProgressRecorder) -> dict[str, str]:
     return {"echo": params.word}
 
 
+#: Declared above for the tests below only (tests/kinds.py).
+ECHO = declared_apart("test-echo")
+
+
+@pytest.fixture
+def echo_kind() -> Iterator[None]:
+    with kinds_registered(*ECHO):
+        yield
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("word", "state", "result", "error"),
@@ -128,7 +140,9 @@ def echo(params: EchoParams, recorder: ProgressRecorder) -> dict[str, str]:
         ("crash", JobState.FAILED, None, "internal error in test-echo; the worker log has the details (task "),
     ],
 )
-def test_outcomes_of_a_decorated_kind(user: Any, broker: Any, memory_layer: Any, word, state, result, error) -> None:
+def test_outcomes_of_a_decorated_kind(
+    user: Any, broker: Any, memory_layer: Any, echo_kind: None, word, state, result, error
+) -> None:
     job = started(user, "test-echo", {"word": word})
     outcome = echo.apply(args=[str(job.id)], task_id=job.work_task_id)
     job.refresh_from_db()
@@ -156,11 +170,15 @@ def test_title_summary_and_total_of_a_decorated_kind(user: Any, caplog: pytest.L
     def broken(params: SizedParams) -> str:
         raise KeyError("oops")
 
-    job_kind(
-        "test-titled", params=SizedParams, title="Titled work", summary=lambda p: f"n = {p.n:,}", total=lambda p: p.n
-    )(lambda p, r: None)
-    job_kind("test-untitled_work", params=SizedParams, summary=broken)(lambda p, r: None)
-    try:
+    with registry_restored():
+        job_kind(
+            "test-titled",
+            params=SizedParams,
+            title="Titled work",
+            summary=lambda p: f"n = {p.n:,}",
+            total=lambda p: p.n,
+        )(lambda p, r: None)
+        job_kind("test-untitled_work", params=SizedParams, summary=broken)(lambda p, r: None)
         titled = services.job_start(owner=user, kind="test-titled", params={"n": 12345})
         assert titled.progress_total == 12345  # known before the work reports
         snapshot = job_snapshot(titled)
@@ -171,9 +189,7 @@ def test_title_summary_and_total_of_a_decorated_kind(user: Any, caplog: pytest.L
         # A summary function that raises is logged; the job is shown without a summary.
         assert (job_snapshot(untitled)["title"], job_snapshot(untitled)["summary"]) == ("Test untitled work", "")
         assert "test-untitled_work: its summary function failed" in caplog.text
-    finally:
-        for name in ("test-titled", "test-untitled_work"):
-            REGISTRY.pop(name, None)
+    assert "test-titled" not in REGISTRY
 
 
 def test_a_job_of_a_kind_no_longer_installed_keeps_a_title(user: Any) -> None:

@@ -9,6 +9,7 @@ stack with real workers is in ``tests/integration/test_split.py``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tasks_app import items, services, supervisor
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, SplitKind, StrictParams, csv_profile, split_job_kind
 from tasks_app.models import ItemState, Job, JobItem, JobState
 from tasks_app.progress import read_recorded_parts
+from tests.kinds import declared_apart, kinds_registered
 from tests.realdata import AIRPORTS, PENGUINS_RAW, SEATTLE_WEATHER, STOCKS
 
 PRIMES_BELOW_2000 = 303  # pi(2000), a known figure
@@ -227,6 +229,16 @@ def strict_item(params: StrictSplitParams, item: int, recorder: ProgressRecorder
         raise JobFailed(f"item {item} cannot be done")
     recorder.set_progress(1, 1)
     return item * 10
+
+
+#: The two kinds above, for this module's tests only (tests/kinds.py).
+TEST_KINDS = declared_apart("test-split-lenient", "test-split-strict")
+
+
+@pytest.fixture(autouse=True)
+def _test_kinds() -> Iterator[None]:
+    with kinds_registered(*TEST_KINDS):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)
