@@ -22,8 +22,7 @@ from typing import Any, Final
 from ninja import NinjaAPI
 from ninja.openapi.schema import OpenAPISchema
 
-from tasks_app import openapi
-from tasks_app.api import errors, jobs, tokens
+from tasks_app.api import errors, jobs, openapi, tokens
 from tasks_app.api.auth import SessionCsrfAuth, TokenAuth
 from tasks_app.kinds import REGISTRY
 
@@ -46,7 +45,7 @@ that are not UUIDs); 409 `not_cancellable`; 422 `idempotency_conflict`; 429 `rat
 
 class JobsAPI(NinjaAPI):
     """The API, whose OpenAPI document describes ``POST /api/jobs/``'s body per job kind
-    (``tasks_app.openapi``), from the kinds registered when the document is asked for."""
+    (``tasks_app.api.openapi``), from the kinds registered when the document is asked for."""
 
     def get_openapi_schema(
         self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
