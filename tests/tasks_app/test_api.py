@@ -27,7 +27,7 @@ from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIRespo
 from openapi_core.validation.response.exceptions import InvalidData
 
 from tasks_app import errors, services, tokens
-from tasks_app.api import STATUS_BY_CODE
+from tasks_app.api.errors import STATUS_BY_CODE
 from tasks_app.models import ApiToken, Job, JobState
 from tasks_app.selectors import job_snapshot
 
@@ -409,12 +409,12 @@ def test_an_unexpected_error_is_500_internal_logged_without_traceback_in_the_ans
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(services, "job_start", broken)  # a fault below the API, not the API itself
-    with caplog.at_level(logging.ERROR, logger="tasks_app.api"):
+    with caplog.at_level(logging.ERROR, logger="tasks_app.api.errors"):
         response = alice.post("/api/jobs/", SIMULATED)
     assert error_of(response) == (500, "internal")
     assert b"secret internals" not in response.content
     assert b"Traceback" not in response.content
-    [record] = [r for r in caplog.records if r.name == "tasks_app.api"]
+    [record] = [r for r in caplog.records if r.name == "tasks_app.api.errors"]
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "secret internals"
 

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from pydantic import BaseModel, Field
 
+from tasks_app.api.openapi import COMPONENTS_REF, JOB_START_COMPONENT
 from tasks_app.kinds import REGISTRY, StrictParams, TaskKind
-from tasks_app.openapi import COMPONENTS_REF, JOB_START_COMPONENT
 
 
 def document() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Two things the OpenAPI document states in words but a generator cannot know:
 
 - a session request with an unsafe method also needs Django's CSRF token (cookie
-  ``csrftoken`` and header ``X-CSRFToken``, ``api.SessionCsrfAuth``): added to every request
+  ``csrftoken`` and header ``X-CSRFToken``, ``tasks_app.api.auth.SessionCsrfAuth``): added to every request
   that carries the session cookie, so requests without the session stay without it;
 - the ``upload_id`` of ``csv_profile`` and ``csv_profile_parallel`` must be one of the user's
   uploads (``POST /uploads/`` is not part of this API): a generated id is replaced by the fuzz user's real upload.
