@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit integration faults multihost bench bench-peer venv clean
+.PHONY: run test lint jstest unit integration faults multihost bench bench-peer venv clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ run: $(STAMP)
 ## The multi-host tests run beside the others, in a pytest session of their own: they mostly wait
 ## (failovers, heartbeats) in namespaces, Redis and PostgreSQL of their own, and test database 11
 ## of the test Redis keeps the two sessions apart. Their output follows the other session's.
-test: $(STAMP) $(AXE) lint
+test: $(STAMP) $(AXE) lint jstest
 	@log=$$(mktemp /tmp/jobs-multihost-XXXXXX.log); \
 	TEST_REDIS_DB=11 $(BIN)/python -m pytest -p no:cacheprovider -m multihost tests/multihost > $$log 2>&1 & mh=$$!; \
 	$(BIN)/python -m pytest -m "not multihost"; rest=$$?; \
@@ -43,6 +43,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=1 $(BIN)/mypy .
+
+## make jstest: the page's pure ES modules (templates/static/jobs/) under node:test, no npm packages.
+## The shell expands the file list: node 20 reads no globs, and node 22+ no longer searches a directory.
+jstest:
+	node --test tests/js/*.test.mjs
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not browser and not faults and not multihost"

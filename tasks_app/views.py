@@ -116,6 +116,27 @@ def _job_card(snapshot: dict[str, Any], *, link: bool) -> dict[str, Any]:
     }
 
 
+def _blank_card(*, link: bool) -> dict[str, Any]:
+    """The card the script clones and fills (``<template id="job-card-template">``): every
+    field empty, and a link (filled by the script) when the cards link to their job page."""
+    return {
+        "id": "",
+        "kind": "",
+        "state": "",
+        "title": "",
+        "summary": "",
+        "url": reverse("job-detail", kwargs={"job_id": _JOB_ID_PLACEHOLDER}) if link else "",
+        "created_at": "",
+        "created": None,
+        "percent": None,
+        "percent_text": "",
+        "counts": "",
+        "message": "",
+        "error": "",
+        "result_text": "",
+    }
+
+
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     """The dashboard: start jobs, upload CSV files, and the user's jobs, active first, then
@@ -127,6 +148,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "jobs_config": config,
         "jobs_data": snapshots,
         "cards": [_job_card(s, link=True) for s in snapshots],
+        "blank_card": _blank_card(link=True),
         "page_obj": page,
     }
     return render(request, "jobs/index.html", context)
@@ -146,6 +168,7 @@ def job_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         "jobs_config": _page_config(request, mode="detail", jobId=snapshot["id"]),
         "jobs_data": [snapshot],
         "card": card,
+        "blank_card": _blank_card(link=False),
     }
     return render(request, "jobs/detail.html", context)
 
