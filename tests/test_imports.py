@@ -7,6 +7,7 @@ Every ``import`` and ``from … import`` counts, also those inside functions and
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def test_the_reader_sees_the_imports_it_checks():
     assert "realtime.messaging" in IMPORTS["tasks_app.services"]
     assert "tasks_app.services" in IMPORTS["realtime.consumers"]
     assert "tasks_app.kinds.port" in IMPORTS["tasks_app.kinds.task_kind"]
+    assert {"proj.demo_service.app", "tasks_app.csv.reader", "tasks_app.jobobject"} <= set(IMPORTS)
+    assert "csv" in IMPORTS["tasks_app.csv.reader"]
     assert len(IMPORTS) > 50
 
 
@@ -130,5 +133,31 @@ def test_declarations_import_no_model_channels_or_celery(module):
         for t in IMPORTS[module]
         if (within(t, "tasks_app") and t != "tasks_app" and not any(within(t, pure) for pure in PURE))
         or any(within(t, lib) for lib in ("channels", "celery", "realtime", "django.db.models.base"))
+    ]
+    assert bad == []
+
+
+def test_the_demo_service_is_a_program_apart():
+    """``proj.demo_service`` (the stand-in external service) speaks HTTP only: nothing of the
+    job system, no Django."""
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if within(module, "proj.demo_service")
+        for target in targets
+        if any(within(target, other) for other in ("tasks_app", "realtime", "django", "channels"))
+    ]
+    assert bad == []
+
+
+def test_the_csv_profiler_is_pure_python():
+    """``tasks_app.csv`` reads files and counts: the standard library and itself only."""
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        if within(module, "tasks_app.csv")
+        for target in targets
+        if target.split(".")[0] not in ("tasks_app", "__future__", *sys.stdlib_module_names)
+        or (within(target, "tasks_app") and target != "tasks_app" and not within(target, "tasks_app.csv"))
     ]
     assert bad == []
