@@ -8,6 +8,9 @@ A variable missing from the environment is looked up in the local env file (``.e
 clone, or ``DJANGO_ENV_FILE``; empty: none) before its default. ``make run`` writes that file
 with the values its processes run with (``manage.py runstack``), so ``manage.py`` typed in
 another shell of the clone talks to the same stack (README "Two commands").
+
+Over ~350 lines on purpose: DESIGN.md wants every setting in this one module (no production
+module to drift from it); each block is one concern, in the order of INSTALLED_APPS.
 """
 
 from __future__ import annotations

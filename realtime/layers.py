@@ -1,5 +1,8 @@
 """The channel layer: channels-redis' pub/sub layer, made to outlive Redis outages.
 
+(Over ~350 lines: one subclass of channels-redis' layer and its shard connection, whose
+overrides only make sense side by side; each cites the library line it replaces.)
+
 Why pub/sub (``channels_redis.pubsub.RedisPubSubChannelLayer``, channels-redis 4.3.0) and
 not the list-based ``RedisChannelLayer``: a ``group_send`` is one ``PUBLISH``, each web
 process receives it once on its one subscriber connection and hands it to its local

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tasks_app import services
+from tasks_app import polling, services
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.base import Progress
 from tasks_app.models import PROGRESS_MESSAGE_MAX_CHARS, Job, JobState
@@ -69,7 +69,7 @@ def job_succeed(
     def record(job: Job) -> None:
         job.result = result
         if progress is not None:
-            services.apply_progress(job, progress)
+            polling.apply_progress(job, progress)
 
     return _end_by_work(job_id, JobState.SUCCEEDED, record, attempt)
 

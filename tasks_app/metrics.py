@@ -1,7 +1,7 @@
 """Prometheus series of the jobs (README "Metrics").
 
 - ``jobs_poll_lag_seconds`` (histogram): how late each poll ran after it was due, observed in
-  worker-progress where ticks run (``services.job_poll_tick``);
+  worker-progress where ticks run (``tasks_app.polling.job_poll_tick``);
 - ``jobs_supervisor_repairs_total{repair}`` (counter): the supervisor's repairs, counted in
   worker-progress where its passes run (``supervisor.supervise``);
 - ``jobs_in_state{state, kind}`` (gauge): the jobs in each state and of each kind, read from

@@ -9,12 +9,7 @@ layer out of order, and consumers drop a frame whose ``seq`` they already passed
 socket never goes backwards. Once the final state committed no change can follow it
 (each would take the lock and find the state final).
 
-The poll chain (DESIGN.md "Celery rules"): ``run_job`` schedules poll 0; poll ``n`` first
-claims the job with a compare-and-set ``poll_seq: n → n+1`` and schedules poll ``n+1`` in
-the same transaction. A duplicate or stale poll finds ``poll_seq`` moved on and does
-nothing, so a chain never forks; a poll that fails before commit leaves ``poll_seq`` at
-``n`` and its redelivery runs it again. Each claim stamps ``chain_at``: the supervisor
-re-arms a chain whose next poll is overdue (``tasks_app.supervisor``).
+The poll chain (every change a poll makes) is ``tasks_app.polling``.
 
 The changes a kind's work task makes (its attempt's claim, heartbeat and outcome) are in
 ``tasks_app.attempts``.
@@ -28,24 +23,20 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Field
 from django.utils import timezone
 
 from realtime import messaging
-from tasks_app import metrics
 from tasks_app.errors import IdempotencyConflict, NotCancellable, RateLimited
 from tasks_app.kinds import REGISTRY, get_kind
-from tasks_app.kinds.base import JobKind, Progress, Reading
-from tasks_app.models import FINAL_STATES, LIMITED_STATES, PROGRESS_MESSAGE_MAX_CHARS, Job, JobState, Upload
+from tasks_app.models import FINAL_STATES, LIMITED_STATES, Job, JobState, Upload
 from tasks_app.progress import clear_recorded
-from tasks_app.rate import add_sample
 from tasks_app.selectors import job_get, job_snapshot
 from tasks_app.ticks import arm
 
@@ -245,227 +236,6 @@ def schedule_poll(job: Job, countdown_ms: int = 0) -> None:
     due = timezone.now() + dt.timedelta(milliseconds=countdown_ms)
     job.poll_due_at = due
     transaction.on_commit(lambda: arm(due))
-
-
-def job_poll(*, job_id: uuid.UUID | str, poll_seq: int) -> None:
-    """One poll of the chain (task ``poll_job``): observe the work, then read, save and send
-    what changed, end the job when its work ended or a cancel was confirmed, else schedule
-    poll ``poll_seq + 1``.
-
-    The poll claims ``poll_seq`` under the job's row lock: a stale or duplicate poll
-    (``poll_seq`` no longer the expected one), or a poll of a final job, does nothing. A kind
-    with an ``observe`` hook (``JobKind.observes``: the ``remote`` kind's network call) is
-    observed outside any transaction, between a first look and the locked poll, so the call
-    never holds the lock; any other kind is polled in one transaction with one read. Sends
-    nothing when nothing visible changed.
-    """
-    seen: Job | None = None
-    with transaction.atomic():
-        job = locked(job_id)
-        if not _poll_due(job, poll_seq):
-            return
-        kind = get_kind(job.kind)
-        if kind.observes:
-            seen = job
-        else:
-            _save(job, _poll_locked(job, kind, poll_seq, seen_state=job.state, observation=None))
-    if seen is None:
-        return
-    observation = kind.observe(seen, timezone.now())
-    with transaction.atomic():
-        job = locked(job_id)
-        if _poll_due(job, poll_seq):
-            _save(job, _poll_locked(job, kind, poll_seq, seen_state=seen.state, observation=observation))
-
-
-def job_poll_tick(*, tick: dt.datetime) -> list[str]:
-    """Poll every job whose next poll is due by ``tick`` (task ``poll_tick``,
-    ``tasks_app.ticks``); returns the ids of the jobs polled (Flower shows them as the
-    task's result).
-
-    Jobs are taken in batches of ``PROGRESS_TICK_BATCH``, each batch in one transaction
-    with one locked read of its rows, one read of the kinds' observations
-    (``JobKind.prefetch``) and one ``executemany`` UPDATE per set of changed fields
-    (:func:`_save_many`); each job is polled as ``job_poll`` polls it, fenced by the
-    ``poll_seq`` the select saw, so a duplicate tick, or a tick racing a ``poll_job``, polls
-    no job twice. Frames leave after each batch's commit, in one hand-over to the channel
-    layer (``messaging.send_job_events``), and so do the next ticks. Once a batch committed,
-    each job's poll lag (seconds from its ``poll_due_at`` to the batch's locked read, at least
-    0) goes to ``jobs_poll_lag_seconds`` (``tasks_app.metrics.POLL_LAG``).
-    """
-    due = list(
-        Job.objects.filter(state__in=POLLED_STATES, poll_due_at__lte=tick)
-        .order_by("poll_due_at")
-        .values_list("id", "poll_seq")
-    )
-    polled: list[str] = []
-    size = int(settings.PROGRESS_TICK_BATCH)
-    for start in range(0, len(due), size):
-        expected = dict(due[start : start + size])
-        with transaction.atomic(), publishing_together():
-            jobs = [
-                job
-                for job in Job.objects.select_for_update().filter(pk__in=expected).order_by("pk")
-                if _poll_due(job, expected[job.id]) and job.poll_due_at is not None and job.poll_due_at <= tick
-            ]
-            ran_at = timezone.now()
-            lags_s = [max(0.0, (ran_at - at).total_seconds()) for job in jobs if (at := job.poll_due_at) is not None]
-            by_kind: dict[str, list[Job]] = {}
-            for job in jobs:
-                by_kind.setdefault(job.kind, []).append(job)
-            saves: list[tuple[Job, tuple[str, ...]]] = []
-            for name, of_kind in by_kind.items():
-                kind = get_kind(name)
-                observations = kind.prefetch(of_kind)
-                for job in of_kind:
-                    seen = observations.get(job.id)
-                    fields = _poll_locked(job, kind, job.poll_seq, seen_state=job.state, observation=seen)
-                    saves.append((job, fields))
-                    polled.append(str(job.id))
-            _save_many(saves)
-        for lag_s in lags_s:
-            metrics.POLL_LAG.observe(lag_s)
-    return polled
-
-
-def _save(job: Job, fields: tuple[str, ...]) -> None:
-    if fields:
-        job.save(update_fields=fields)
-
-
-def _save_many(saves: list[tuple[Job, tuple[str, ...]]]) -> None:
-    """UPDATE each job's ``fields`` (``()``: nothing to save), one ``executemany`` per set of
-    fields. The ORM's ``save(update_fields=...)`` built a query per job: half of a tick's CPU
-    (py-spy, ``tests/bench_poll.py --tick 100``). Values go through each field's
-    ``get_db_prep_save``, as ``save`` does; ``Job`` has no ``auto_now`` field or save signal."""
-    by_fields: dict[tuple[str, ...], list[Job]] = {}
-    for job, fields in saves:
-        if fields:
-            by_fields.setdefault(tuple(sorted(fields)), []).append(job)
-    if not by_fields:
-        return
-    connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    meta = Job._meta
-    with connection.cursor() as cursor:
-        for names, jobs in by_fields.items():
-            columns = [field for name in names if isinstance(field := meta.get_field(name), Field)]
-            assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-            sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-            rows = [
-                [field.get_db_prep_save(getattr(job, field.attname), connection) for field in columns]
-                + [meta.pk.get_db_prep_value(job.pk, connection)]
-                for job in jobs
-            ]
-            cursor.executemany(sql, rows)
-
-
-def _poll_due(job: Job | None, poll_seq: int) -> TypeGuard[Job]:
-    """True when ``poll_seq`` is the job's expected poll and the job is running or cancelling."""
-    if job is None or job.poll_seq != poll_seq or job.state not in POLLED_STATES:
-        logger.debug("poll %s of job %s is stale or the job ended; chain stops", poll_seq, getattr(job, "id", "?"))
-        return False
-    return True
-
-
-#: States whose chain polls.
-POLLED_STATES: Final = (JobState.RUNNING, JobState.CANCELLING)
-#: Fields every poll writes: the claim of its ``poll_seq``, when the chain last moved and
-#: when the next poll is due.
-_CLAIM_FIELDS: Final = ("poll_seq", "chain_at", "poll_due_at")
-
-
-def _poll_locked(job: Job, kind: JobKind, poll_seq: int, *, seen_state: str, observation: Any) -> tuple[str, ...]:
-    """The poll of a row-locked ``job`` whose ``poll_seq`` is due: claim it, then end, or
-    send and schedule the next poll. ``seen_state`` is the state the observation saw.
-    Returns the fields the caller saves in the same transaction (``()`` when the job ended:
-    ``_finish`` saved it)."""
-    now = timezone.now()
-    job.poll_seq, job.chain_at = poll_seq + 1, now
-    if job.state == JobState.CANCELLING:
-        # job_cancel already asked the kind to stop its work; a kind that stops its work
-        # from the poll (remote: DELETE) confirms here once it did.
-        if seen_state == JobState.CANCELLING and kind.cancel_confirmed(job, observation):
-            _finish(job, JobState.CANCELLED)
-            return ()
-        schedule_poll(job, int(settings.PROGRESS_POLL_INTERVAL_MS))
-        return _CLAIM_FIELDS
-    over = _over_time_limit(job, now)
-    if over is not None:
-        kind.stop(job)
-        job.error = time_limit_message(over)
-        _finish(job, JobState.FAILED)
-        return ()
-    reading = kind.read(job, now, observation)
-    changed = reading.progress is not None and apply_progress(job, reading.progress)
-    changed = _apply_kind_state(job, reading) or changed
-    if reading.succeeded:
-        job.result = reading.result
-        _finish(job, JobState.SUCCEEDED)
-        return ()
-    if reading.failed:
-        job.error = reading.error[:ERROR_MAX_CHARS]
-        _finish(job, JobState.FAILED)
-        return ()
-    schedule_poll(job, kind.next_poll_in_ms(job, now))
-    if changed:
-        job.seq += 1
-        publish(job)
-        return (*_PROGRESS_FIELDS, "kind_state", "seq", *_CLAIM_FIELDS)
-    if reading.kind_state is not None:
-        return ("kind_state", *_CLAIM_FIELDS)
-    return _CLAIM_FIELDS
-
-
-#: Fields a progress change writes.
-_PROGRESS_FIELDS: Final = ("progress_current", "progress_total", "progress_message", "progress_samples")
-#: Seconds a work task gets past its kind's time limit (Celery's hard limit) before the
-#: poll ends the job anyway; inside it, Celery's soft limit ends the work itself.
-TIME_LIMIT_GRACE_S: Final = 5
-
-
-def _over_time_limit(job: Job, now: dt.datetime) -> int | None:
-    """The kind's ``time_limit_s`` when the job's current run exceeded it, else None.
-
-    A kind with a work task counts from the start of its current attempt (Celery's soft
-    limit ends the work first; this is the backstop, ``TIME_LIMIT_GRACE_S`` later), a kind
-    driven by the poll chain from the job's start.
-    """
-    kind = get_kind(job.kind)
-    limit_s = kind.time_limit_s
-    if kind.work_task:
-        since, grace = job.work_started_at, TIME_LIMIT_GRACE_S
-    else:
-        since, grace = job.started_at, 0
-    if since is None or (now - since).total_seconds() <= limit_s + grace:
-        return None
-    return limit_s
-
-
-def _apply_kind_state(job: Job, reading: Reading) -> bool:
-    """Store the reading's kind state and retry notice on the job; True when the retry
-    notice (which viewers see) changed."""
-    if reading.kind_state is None and reading.retrying is None and "retrying" not in job.kind_state:
-        return False
-    state = dict(job.kind_state if reading.kind_state is None else reading.kind_state)
-    before = job.kind_state.get("retrying")
-    if reading.retrying is None:
-        state.pop("retrying", None)
-    else:
-        state["retrying"] = reading.retrying
-    job.kind_state = state
-    return bool(state.get("retrying") != before)
-
-
-def apply_progress(job: Job, progress: Progress) -> bool:
-    new = (progress.current, progress.total, progress.message[:PROGRESS_MESSAGE_MAX_CHARS])
-    if new == (job.progress_current, job.progress_total, job.progress_message):
-        return False
-    if new[0] != job.progress_current and job.started_at is not None:
-        elapsed_s = (timezone.now() - job.started_at).total_seconds()
-        job.progress_samples = add_sample(list(job.progress_samples or []), elapsed_s, new[0])
-    job.progress_current, job.progress_total, job.progress_message = new
-    return True
 
 
 def _finish(job: Job, state: str) -> None:

@@ -17,7 +17,7 @@ from django.db import OperationalError as DbOperationalError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from tasks_app import services, supervisor, ticks
+from tasks_app import polling, services, supervisor, ticks
 
 #: Celery task names of the supervisor's periodic tasks (schedule in ``celeryconfig``).
 TASK_SUPERVISE: Final = "tasks_app.supervise"
@@ -45,21 +45,21 @@ def run_job(job_id: str) -> None:
 
 @shared_task(name=services.TASK_POLL_JOB, ignore_result=True, **_RETRY)
 def poll_job(job_id: str, poll_seq: int) -> None:
-    """One countdown poll of the job (``services.job_poll``).
+    """One countdown poll of the job (``polling.job_poll``).
 
     Results are not stored: a job polls five times a second, and one result row per poll
     would cost a database write each and bury the admin's task list.
     """
-    services.job_poll(job_id=job_id, poll_seq=poll_seq)
+    polling.job_poll(job_id=job_id, poll_seq=poll_seq)
 
 
 @shared_task(name=ticks.TASK_POLL_TICK, ignore_result=True, **_RETRY)
 def poll_tick(tick: int) -> list[str]:
     """Poll every job due by tick ``tick`` (milliseconds since the Unix epoch;
-    ``services.job_poll_tick``); returns the ids of the jobs it polled, which Flower shows
+    ``polling.job_poll_tick``); returns the ids of the jobs it polled, which Flower shows
     as the task's result (the worker's task-succeeded event carries it,
     celery/worker/request.py:565, though no result is stored)."""
-    return services.job_poll_tick(tick=ticks.tick_time(tick))
+    return polling.job_poll_tick(tick=ticks.tick_time(tick))
 
 
 @shared_task(name=TASK_SUPERVISE, ignore_result=True)

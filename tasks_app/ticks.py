@@ -5,7 +5,7 @@ transaction. Once that commits, :func:`arm` makes sure a ``poll_tick`` task is o
 for the first tick at or after that time: ticks sit on a grid of ``PROGRESS_TICK_MS``
 milliseconds (times since the Unix epoch that are multiples of it), and each process sends
 the task of a tick once (a set of the ticks it armed), with ``countdown`` to the tick's
-time. The tick (``services.job_poll_tick``) selects every job due by its time and polls
+time. The tick (``tasks_app.polling.job_poll_tick``) selects every job due by its time and polls
 them in batches, so 500 jobs at 5 polls a second cost a few dozen Celery tasks a second,
 not 2,500.
 

@@ -9,7 +9,7 @@ Figures:
 - Redis connections opened per frame pushed (the hot path reuses one pool per process);
 - resident memory of every process of the stack after the run;
 - one poll in process (``tests/bench_poll.py``), SQLite with the settings' WAL beside SQLite's
-  defaults: CPU and wall milliseconds of ``services.job_poll``;
+  defaults: CPU and wall milliseconds of ``tasks_app.polling.job_poll``;
 - ``send_job_event`` calls per second from one process beside redis-py ``PUBLISH``
   (``tests/bench_send.py``);
 - capacity (issue 11): N simultaneous simulated jobs (100 steps of 200 ms: 5 progress updates

@@ -1,4 +1,4 @@
-"""One poll in process (``make bench`` runs it): CPU and wall time of ``services.job_poll``.
+"""One poll in process (``make bench`` runs it): CPU and wall time of ``polling.job_poll``.
 
 ``python -m tests.bench_poll REDIS_URL [--no-wal]`` migrates a fresh SQLite file, runs one
 simulated job and calls ``job_poll`` ``POLLS`` times in a row (each claims its ``poll_seq``,
@@ -6,7 +6,7 @@ reads the job and sends the next poll to the broker after commit; the progress d
 so nothing is published), and prints one line of figures. ``--no-wal`` drops the settings'
 ``PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL`` to compare with SQLite's defaults.
 
-``--tick N`` measures the ticks instead (``services.job_poll_tick``): N simulated jobs due at
+``--tick N`` measures the ticks instead (``polling.job_poll_tick``): N simulated jobs due at
 once, ``TICK_ROUNDS`` ticks in a row, every job's progress one step further each round, so
 every poll saves and publishes a frame to the real channel layer (Redis): CPU and wall
 milliseconds per job polled.
@@ -54,7 +54,7 @@ def single(polls: int) -> None:
     from django.contrib.auth.models import User
     from django.db import connection
 
-    from tasks_app import services
+    from tasks_app import polling, services
     from tasks_app.models import Job
 
     owner = User.objects.create(username="bench-poll")
@@ -65,7 +65,7 @@ def single(polls: int) -> None:
     first = Job.objects.get(pk=job.id).poll_seq
     wall, cpu = time.perf_counter(), time.process_time()
     for n in range(polls):
-        services.job_poll(job_id=job.id, poll_seq=first + n)
+        polling.job_poll(job_id=job.id, poll_seq=first + n)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert Job.objects.get(pk=job.id).poll_seq == first + polls, "every poll claimed its poll_seq"
     print(
@@ -83,7 +83,7 @@ def tick(n: int, rounds: int = TICK_ROUNDS) -> None:
     from django.db.models import F
     from django.utils import timezone
 
-    from tasks_app import services
+    from tasks_app import polling, services
     from tasks_app.models import Job
 
     settings.JOBS_MAX_ACTIVE_PER_USER = n
@@ -100,7 +100,7 @@ def tick(n: int, rounds: int = TICK_ROUNDS) -> None:
         now = timezone.now()
         jobs.update(poll_due_at=now, started_at=F("started_at") - dt.timedelta(seconds=1))
         w, c = time.perf_counter(), time.process_time()
-        polled += len(services.job_poll_tick(tick=now))
+        polled += len(polling.job_poll_tick(tick=now))
         wall, cpu = wall + time.perf_counter() - w, cpu + time.process_time() - c
     seqs = set(jobs.values_list("seq", flat=True))
     assert polled == n * rounds, polled

@@ -63,7 +63,7 @@ class JobKind:
     """Base class of job kinds. Subclasses set ``name`` and ``params_model`` and override the
     hooks they need.
 
-    Hook order in one poll (``tasks_app.services.job_poll``): :meth:`observe` first, outside
+    Hook order in one poll (``tasks_app.polling.job_poll``): :meth:`observe` first, outside
     any transaction (it may wait on the network), then, under the job's row lock,
     :meth:`read` (running jobs) or :meth:`cancel_confirmed` (jobs being cancelled), then
     :meth:`next_poll_in_ms`.
@@ -130,7 +130,7 @@ class JobKind:
 
     def prefetch(self, jobs: Sequence[Job]) -> Mapping[uuid.UUID, Any]:
         """Observations of many row-locked jobs of this kind in one go, by job id, for a tick
-        that polls them together (``services.job_poll_tick``): each reaches :meth:`read` as
+        that polls them together (``tasks_app.polling.job_poll_tick``): each reaches :meth:`read` as
         ``observation`` (a job missing from the mapping gets None). Only for kinds that do not
         :meth:`observe`; for reads that cost a round trip each (the recorded progress in
         Redis). The default fetches nothing."""

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import REGISTRY, Gauge, values
 
-from tasks_app import metrics, services, supervisor
+from tasks_app import metrics, polling, supervisor
 from tasks_app.kinds import REGISTRY as KINDS
 from tasks_app.models import Job, JobState
 from tests.tasks_app.test_services import run, start_simulated
@@ -67,7 +67,7 @@ def test_a_tick_observes_each_polled_jobs_lag_behind_its_due_time(user, broker, 
     Job.objects.filter(pk=on_time.pk).update(poll_due_at=now - dt.timedelta(seconds=0.001))
     count, total_s, buckets = sample("jobs_poll_lag_seconds_count"), sample("jobs_poll_lag_seconds_sum"), lag_buckets()
 
-    assert sorted(services.job_poll_tick(tick=now)) == sorted([str(late.id), str(on_time.id)])
+    assert sorted(polling.job_poll_tick(tick=now)) == sorted([str(late.id), str(on_time.id)])
 
     assert sample("jobs_poll_lag_seconds_count") - count == 2
     added_s = sample("jobs_poll_lag_seconds_sum") - total_s
@@ -76,7 +76,7 @@ def test_a_tick_observes_each_polled_jobs_lag_behind_its_due_time(user, broker, 
     assert grew["0.25"] == 1  # the job 1 ms late (under 250 ms however slow this machine is)
     assert grew["0.5"] == grew["30.0"] == 2  # and the one 300 ms late
     # A duplicate tick polls nothing and observes nothing.
-    assert services.job_poll_tick(tick=now) == []
+    assert polling.job_poll_tick(tick=now) == []
     assert sample("jobs_poll_lag_seconds_count") - count == 2
 
 

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from realtime import messaging
-from tasks_app import attempts, services
+from tasks_app import attempts, polling, services
 from tasks_app.errors import IdempotencyConflict, InvalidParams, JobNotFound, NotCancellable, RateLimited, UnknownKind
 from tasks_app.kinds import get_kind
 from tasks_app.kinds.task_kind import WorkFailed
@@ -139,9 +139,9 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
 
 def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(user, broker, memory_layer):
     job = run(start_simulated(user, step=10, interval_ms=10_000))
-    services.job_poll(job_id=job.id, poll_seq=0)
+    polling.job_poll(job_id=job.id, poll_seq=0)
     with CaptureQueriesContext(connection) as queries:
-        services.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: only the claim is written
+        polling.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: only the claim is written
     statements = [q["sql"].split()[0] for q in queries.captured_queries if "tasks_app_job" in q["sql"]]
     assert statements == ["SELECT", "UPDATE"], queries.captured_queries
     job.refresh_from_db()
@@ -153,17 +153,17 @@ def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(
 def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, broker, memory_layer):
     job = run(start_simulated(user, step=10, interval_ms=1000))
     listen(memory_layer, job)
-    services.job_poll(job_id=job.id, poll_seq=0)  # elapsed < 1 step: progress 0 → message changes
+    polling.job_poll(job_id=job.id, poll_seq=0)  # elapsed < 1 step: progress 0 → message changes
     first = frames(memory_layer)
     assert len(first) == 1
     assert first[0]["job"]["progress"]["current"] == 0
-    services.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: nothing sent
+    polling.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: nothing sent
     assert frames(memory_layer) == []
     age(job, 3500)
-    services.job_poll(job_id=job.id, poll_seq=0)  # stale: already claimed
-    services.job_poll(job_id=job.id, poll_seq=1)  # duplicate of a poll that ran
+    polling.job_poll(job_id=job.id, poll_seq=0)  # stale: already claimed
+    polling.job_poll(job_id=job.id, poll_seq=1)  # duplicate of a poll that ran
     assert frames(memory_layer) == []
-    services.job_poll(job_id=job.id, poll_seq=2)
+    polling.job_poll(job_id=job.id, poll_seq=2)
     sent = frames(memory_layer)
     assert [f["job"]["progress"]["current"] for f in sent] == [30]
     assert sent[0]["job"]["progress"]["percent"] == 30.0
@@ -176,7 +176,7 @@ def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
     job = run(start_simulated(user, step=50, interval_ms=100))
     listen(memory_layer, job)
     age(job, 250)
-    services.job_poll(job_id=job.id, poll_seq=0)
+    polling.job_poll(job_id=job.id, poll_seq=0)
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
     assert job.result == {"steps": 2, "step": 50, "simulated_ms": 200}
@@ -185,14 +185,14 @@ def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
     sent = frames(memory_layer)
     assert [(f["frame"], f["job"]["seq"]) for f in sent] == [("job.succeeded", 3)]
     assert job.poll_due_at is None  # no poll 1: no tick serves the job any more
-    services.job_poll(job_id=job.id, poll_seq=1)
+    polling.job_poll(job_id=job.id, poll_seq=1)
     assert frames(memory_layer) == []
 
 
 def test_fail_at_ends_job_failed_with_message(user, broker, memory_layer):
     job = run(start_simulated(user, step=10, interval_ms=100, fail_at=30))
     age(job, 450)
-    services.job_poll(job_id=job.id, poll_seq=0)
+    polling.job_poll(job_id=job.id, poll_seq=0)
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert job.error == "simulated failure at 30% (fail_at=30)"
@@ -217,7 +217,7 @@ def test_cancel_running_job_goes_through_cancelling_then_poll_ends_it(user, brok
     listen(memory_layer, job)
     asked = services.job_cancel(owner=user, job_id=job.id)
     assert asked.state == JobState.CANCELLING
-    services.job_poll(job_id=job.id, poll_seq=0)
+    polling.job_poll(job_id=job.id, poll_seq=0)
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
     sent = frames(memory_layer)

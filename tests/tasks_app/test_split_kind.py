@@ -18,7 +18,7 @@ from celery import current_app
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydantic import Field
 
-from tasks_app import items, services, supervisor
+from tasks_app import items, polling, services, supervisor
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, SplitKind, StrictParams, csv_profile, split_job_kind
 from tasks_app.models import ItemState, Job, JobItem, JobState
 from tasks_app.progress import read_recorded_parts
@@ -276,7 +276,7 @@ def test_cancel_cancels_every_item_and_their_tasks_do_nothing(user: Any, broker:
     job.refresh_from_db()
     assert job.state == JobState.CANCELLING
     assert run_item(job, 1).result is None  # a queued item of a job being cancelled never runs
-    services.job_poll(job_id=job.id, poll_seq=job.poll_seq)  # no item runs: confirmed at once
+    polling.job_poll(job_id=job.id, poll_seq=job.poll_seq)  # no item runs: confirmed at once
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
     states = list(job.items.order_by("index").values_list("state", flat=True))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tasks_app import attempts, services, supervisor
+from tasks_app import attempts, polling, services, supervisor
 from tasks_app.heartbeat import Heartbeat
 from tasks_app.kinds import get_kind
 from tasks_app.models import Job, JobState, Upload
@@ -64,8 +64,8 @@ def test_a_stopped_chain_is_rearmed_once_and_the_original_poll_does_nothing(user
     assert job.poll_due_at <= timezone.now()
     assert_next_poll_armed(job, broker)
     assert supervisor.supervise() == {}
-    services.job_poll_tick(tick=timezone.now())  # the re-armed poll
-    services.job_poll(job_id=job.id, poll_seq=0)  # the original, redelivered after the visibility timeout
+    polling.job_poll_tick(tick=timezone.now())  # the re-armed poll
+    polling.job_poll(job_id=job.id, poll_seq=0)  # the original, redelivered after the visibility timeout
     job.refresh_from_db()
     assert job.poll_seq == 1  # claimed once: no fork
     assert_next_poll_armed(job, broker)
@@ -140,7 +140,7 @@ def test_a_poll_driven_job_past_its_time_limit_fails(user, broker, memory_layer)
     job = run(start_simulated(user, step=1, interval_ms=10_000))
     limit = get_kind("simulated").time_limit_s
     aged(job, started_at=limit + 1)
-    services.job_poll(job_id=job.id, poll_seq=0)
+    polling.job_poll(job_id=job.id, poll_seq=0)
     job.refresh_from_db()
     assert (job.state, job.error) == (JobState.FAILED, f"time limit exceeded ({limit} s)")
 

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tasks_app import services, ticks
+from tasks_app import polling, services, ticks
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder
 from tests.tasks_app.test_services import (
@@ -64,7 +64,7 @@ def test_a_tick_polls_every_due_job_and_no_other_then_arms_their_next_ticks(user
     due_by(jobs[2:], now + dt.timedelta(seconds=10))
     broker.flush()
     ticks.forget_armed()
-    polled = services.job_poll_tick(tick=now)
+    polled = polling.job_poll_tick(tick=now)
     assert sorted(polled) == sorted(str(j.id) for j in jobs[:2])
     assert [Job.objects.get(pk=j.pk).poll_seq for j in jobs] == [1, 1, 0]
     assert len(frames(memory_layer)) == 2  # the "started" message became progress 0 of 100
@@ -77,7 +77,7 @@ def test_a_tick_polls_every_due_job_and_no_other_then_arms_their_next_ticks(user
         assert job.poll_due_at > now
     for job in jobs[:2]:
         assert_next_poll_armed(job, broker)
-    assert services.job_poll_tick(tick=now) == [], "a duplicate tick polls nothing"
+    assert polling.job_poll_tick(tick=now) == [], "a duplicate tick polls nothing"
 
 
 def test_a_tick_takes_its_jobs_in_batches_of_one_read_each(user, broker, memory_layer, settings) -> None:
@@ -87,7 +87,7 @@ def test_a_tick_takes_its_jobs_in_batches_of_one_read_each(user, broker, memory_
     now = timezone.now()
     due_by(jobs, now)
     with CaptureQueriesContext(connection) as queries:
-        polled = services.job_poll_tick(tick=now)
+        polled = polling.job_poll_tick(tick=now)
     assert sorted(polled) == sorted(str(j.id) for j in jobs)
     reads = [
         q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "tasks_app_job" in q["sql"]
@@ -99,12 +99,12 @@ def test_a_tick_fences_each_job_by_its_poll_seq(user, broker, memory_layer) -> N
     job = run(start_simulated(user, step=10, interval_ms=1000))
     now = timezone.now()
     due_by([job], now)
-    services.job_poll(job_id=job.id, poll_seq=0)  # a poll_job (redelivered, hand-sent) got there first
+    polling.job_poll(job_id=job.id, poll_seq=0)  # a poll_job (redelivered, hand-sent) got there first
     job.refresh_from_db()
     assert job.poll_seq == 1
     assert job.poll_due_at is not None
     assert job.poll_due_at > now
-    assert services.job_poll_tick(tick=now) == []
+    assert polling.job_poll_tick(tick=now) == []
     assert Job.objects.get(pk=job.pk).poll_seq == 1
 
 
@@ -115,7 +115,7 @@ def test_a_tick_reads_the_recorded_progress_of_every_task_job_at_once(user, brok
     ProgressRecorder(jobs[1].id, attempt=1).set_progress(70, 1000, "seventy")
     now = timezone.now()
     due_by(jobs, now)
-    assert len(services.job_poll_tick(tick=now)) == 3
+    assert len(polling.job_poll_tick(tick=now)) == 3
     got = [(j.progress_current, j.progress_message) for j in Job.objects.filter(pk__in=[j.pk for j in jobs])]
     assert sorted(got) == sorted([(40, "forty"), (70, "seventy"), (0, "started")])
 

@@ -14,6 +14,9 @@ highest ``seq`` kept, the snapshot again after ``RESYNC_AFTER_S`` of silence); t
 ``realtime.watchdisplay``. Every job object shown or printed is a
 ``tasks_app.jobobject.JobObject``.
 
+(Just over ~350 lines: the command line, its exit statuses and its messages; the following
+and the display, which it used to hold too, are the two modules above.)
+
 Output: the live progress bar goes to stderr (``-v 0`` hides it, ``-v 2`` also traces every
 frame taken: ``manage.py jobs -v 2 watch JOB_ID``). Stdout stays plain and parseable:
 ``start`` prints the job id, a watch that succeeds prints ``result: <JSON>`` on one line;
