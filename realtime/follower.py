@@ -12,7 +12,7 @@ a job's final frame nothing more of it is shown.
   the snapshot again after ``resync_after_s`` of silence (``group_send`` may drop events).
   A consumer never waits like that: it is told by the layer (``layer.reconnected``) instead.
 
-The JavaScript twin of :class:`JobFollower` is ``templates/static/jobs/store.js``.
+The JavaScript twin is ``templates/static/jobs/follower.js`` (its ``store.js`` keeps the seqs).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The direction of imports (README "Layout", docs/modules.md): read from the source with ``ast``.
+"""The direction of imports (README "Layout", "Imports run one way"), read from the source with ``ast``.
 
 Every ``import`` and ``from … import`` counts, also those inside functions and under
 ``TYPE_CHECKING``: a rule that holds only at module level is a rule dodged.

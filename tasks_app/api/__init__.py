@@ -11,8 +11,8 @@ module builds :data:`api` from them.
 
 Authentication: Django's session cookie with the CSRF token for unsafe methods (the page), or
 ``Authorization: Bearer <token>`` (scripts; tokens from ``POST /api/tokens/`` or
-``manage.py api_token create``). The interactive docs page is off: ninja's Swagger page loads
-its scripts from a CDN unless ``ninja`` is in ``INSTALLED_APPS``.
+``manage.py api_token create``). The interactive docs page is ``/api/docs``: ninja's Swagger page,
+served from ninja's own static files (``ninja`` is in ``INSTALLED_APPS``, so no CDN).
 """
 
 from __future__ import annotations
