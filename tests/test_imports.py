@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,30 +84,32 @@ def test_the_reader_sees_the_imports_it_checks():
     assert len(IMPORTS) > 50
 
 
-def test_tasks_app_reaches_realtime_only_through_its_port():
-    bad = [
+def offenders(package: str, forbidden: Callable[[str], bool]) -> list[str]:
+    """``"<module> imports <target>"`` for each import of a module of ``package`` that
+    ``forbidden`` refuses."""
+    return [
         f"{module} imports {target}"
         for module, targets in IMPORTS.items()
-        if within(module, "tasks_app")
-        for target in targets
-        if within(target, "realtime") and target not in ("realtime", REALTIME_PORT)
+        if within(module, package)
+        for target in sorted(targets)
+        if forbidden(target)
     ]
-    assert bad == []
+
+
+def any_of(*prefixes: str) -> Callable[[str], bool]:
+    return lambda target: any(within(target, prefix) for prefix in prefixes)
+
+
+def test_tasks_app_reaches_realtime_only_through_its_port():
+    assert offenders("tasks_app", lambda t: within(t, "realtime") and t not in ("realtime", REALTIME_PORT)) == []
 
 
 def test_the_port_imports_nothing_of_tasks_app():
-    assert not [t for t in IMPORTS[REALTIME_PORT] if within(t, "tasks_app")]
+    assert offenders(REALTIME_PORT, any_of("tasks_app")) == []
 
 
 def test_kinds_never_import_services():
-    bad = [
-        f"{module} imports {target}"
-        for module, targets in IMPORTS.items()
-        if within(module, "tasks_app.kinds")
-        for target in targets
-        if any(within(target, service) for service in NOT_FOR_KINDS)
-    ]
-    assert bad == []
+    assert offenders("tasks_app.kinds", any_of(*NOT_FOR_KINDS)) == []
 
 
 def test_only_the_routing_imports_the_consumers():
@@ -116,48 +118,31 @@ def test_only_the_routing_imports_the_consumers():
 
 
 def test_realtime_never_imports_celery_tasks():
-    bad = [
-        f"{module} imports {target}"
-        for module, targets in IMPORTS.items()
-        if within(module, "realtime")
-        for target in targets
-        if any(within(target, t) for t in ("tasks_app.tasks", "tasks_app.work", "tasks_app.supervisor", "celery"))
-    ]
-    assert bad == []
+    tasks = any_of("tasks_app.tasks", "tasks_app.work", "tasks_app.supervisor", "celery")
+    assert offenders("realtime", tasks) == []
 
 
 @pytest.mark.parametrize("module", PURE)
 def test_declarations_import_no_model_channels_or_celery(module):
-    bad = [
-        t
-        for t in IMPORTS[module]
-        if (within(t, "tasks_app") and t != "tasks_app" and not any(within(t, pure) for pure in PURE))
-        or any(within(t, lib) for lib in ("channels", "celery", "realtime", "django.db.models.base"))
-    ]
-    assert bad == []
+    def forbidden(target: str) -> bool:
+        local = within(target, "tasks_app") and target != "tasks_app" and not any_of(*PURE)(target)
+        return local or any_of("channels", "celery", "realtime", "django.db.models.base")(target)
+
+    assert offenders(module, forbidden) == []
 
 
 def test_the_demo_service_is_a_program_apart():
     """``proj.demo_service`` (the stand-in external service) speaks HTTP only: nothing of the
     job system, no Django."""
-    bad = [
-        f"{module} imports {target}"
-        for module, targets in IMPORTS.items()
-        if within(module, "proj.demo_service")
-        for target in targets
-        if any(within(target, other) for other in ("tasks_app", "realtime", "django", "channels"))
-    ]
-    assert bad == []
+    assert offenders("proj.demo_service", any_of("tasks_app", "realtime", "django", "channels")) == []
 
 
 def test_the_csv_profiler_is_pure_python():
     """``tasks_app.csv`` reads files and counts: the standard library and itself only."""
-    bad = [
-        f"{module} imports {target}"
-        for module, targets in IMPORTS.items()
-        if within(module, "tasks_app.csv")
-        for target in targets
-        if target.split(".")[0] not in ("tasks_app", "__future__", *sys.stdlib_module_names)
-        or (within(target, "tasks_app") and target != "tasks_app" and not within(target, "tasks_app.csv"))
-    ]
-    assert bad == []
+
+    def forbidden(target: str) -> bool:
+        if target.split(".")[0] not in ("tasks_app", "__future__", *sys.stdlib_module_names):
+            return True
+        return within(target, "tasks_app") and target != "tasks_app" and not within(target, "tasks_app.csv")
+
+    assert offenders("tasks_app.csv", forbidden) == []
