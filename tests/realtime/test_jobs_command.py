@@ -24,28 +24,13 @@ from tasks_app.errors import InvalidParams, UnknownKind
 from tasks_app.jobobject import JobObject
 from tasks_app.models import Job, JobState
 from tasks_app.selectors import job_snapshot
+from tests.factories import make_job_in_progress
 
 
 def run_jobs(*args: str, **options: Any) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("jobs", *args, stdout=out, stderr=err, **options)
     return out.getvalue(), err.getvalue()
-
-
-def make_job(owner: Any, state: str = JobState.RUNNING, **fields: Any) -> Job:
-    now = timezone.now()
-    defaults: dict[str, Any] = {
-        "kind": "simulated",
-        "params": {"step": 10, "interval_ms": 200},
-        "progress_current": 30,
-        "progress_total": 100,
-        "progress_message": "step 3 of 10",
-        "seq": 5,
-        "started_at": now,
-    }
-    if state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}:
-        defaults["finished_at"] = now
-    return Job.objects.create(owner=owner, state=state, **{**defaults, **fields})
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -197,7 +182,7 @@ def test_user_defaults_to_demo_username(user, settings):
 @pytest.mark.django_db
 @pytest.mark.parametrize("action", ["watch", "cancel"])
 def test_another_users_job_or_a_bad_id_is_not_found(user, other_user, action):
-    job = make_job(other_user)
+    job = make_job_in_progress(other_user)
     for job_id in (str(job.id), str(uuid.uuid4()), "not-a-uuid"):
         with pytest.raises(CommandError) as caught:
             run_jobs(action, job_id, "--user", "alice")
@@ -225,7 +210,7 @@ def test_cancel_a_pending_job_then_again_is_not_cancellable(user, memory_layer):
 
 @pytest.mark.django_db(transaction=True)
 def test_watch_a_succeeded_job_prints_the_result_line(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={"steps": 10, "step": 10}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={"steps": 10, "step": 10}, progress_current=100, seq=13)
     out, err = run_jobs("watch", str(job.id), "--user", "alice")
     assert out.splitlines()[-1] == 'result: {"steps": 10, "step": 10}'
     assert "error:" not in err
@@ -233,7 +218,7 @@ def test_watch_a_succeeded_job_prints_the_result_line(user, memory_layer):
 
 @pytest.mark.django_db(transaction=True)
 def test_watch_json_prints_only_the_final_job_object(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={"steps": 10}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={"steps": 10}, progress_current=100, seq=13)
     out, _ = run_jobs("watch", str(job.id), "--user", "alice", "--json")
     assert json.loads(out) == job_snapshot(job)
 
@@ -247,7 +232,7 @@ def test_watch_json_prints_only_the_final_job_object(user, memory_layer):
     ],
 )
 def test_watch_a_failed_or_cancelled_job_exits_with_its_status(user, memory_layer, state, status, line):
-    job = make_job(user, state, error="simulated failure at 30%" if state == JobState.FAILED else "")
+    job = make_job_in_progress(user, state, error="simulated failure at 30%" if state == JobState.FAILED else "")
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(SystemExit) as caught:
         call_command("jobs", "watch", str(job.id), "--user", "alice", stdout=out, stderr=err)
@@ -258,7 +243,7 @@ def test_watch_a_failed_or_cancelled_job_exits_with_its_status(user, memory_laye
 
 @pytest.mark.django_db(transaction=True)
 def test_quiet_watch_draws_no_bar_and_trace_names_each_frames_source(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={}, progress_current=100, seq=13)
     _, quiet = run_jobs("watch", str(job.id), "--user", "alice", verbosity=0)
     assert quiet == ""
     _, traced = run_jobs("watch", str(job.id), "--user", "alice", verbosity=2)
@@ -271,7 +256,7 @@ def test_quiet_watch_draws_no_bar_and_trace_names_each_frames_source(user, memor
 
 @pytest.fixture
 def running_job(transactional_db: None, user: Any) -> Job:
-    return make_job(user)
+    return make_job_in_progress(user)
 
 
 async def joined(layer: Any, job: Job) -> None:
