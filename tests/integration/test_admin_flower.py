@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.stack import ROOT, HttpSession, Stack, http_status
+from tests.integration.stack import ROOT, HttpSession, Stack
 from tests.integration.wsclient import FINAL, JobsClient
+from tests.processes import http_status
 from tests.realdata import AIRPORTS
 
 T = TypeVar("T")

@@ -21,8 +21,9 @@ import pytest
 import redis
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.stack import DEMO_PASSWORD, ROOT, UPLOAD_MAX_BYTES, HttpSession, Stack, http_status
+from tests.integration.stack import DEMO_PASSWORD, ROOT, UPLOAD_MAX_BYTES, HttpSession, Stack
 from tests.integration.wsclient import JobsClient
+from tests.processes import http_status
 from tests.realdata import AIRPORTS, PENGUINS_RAW
 
 pytestmark = pytest.mark.integration
