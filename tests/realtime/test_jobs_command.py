@@ -25,6 +25,7 @@ from tasks_app.jobobject import JobObject
 from tasks_app.models import Job, JobState
 from tasks_app.selectors import job_snapshot
 from tests.factories import make_job_in_progress
+from tests.waiting import wait_for_async
 
 
 def run_jobs(*args: str, **options: Any) -> tuple[str, str]:
@@ -259,10 +260,13 @@ def running_job(transactional_db: None, user: Any) -> Job:
     return make_job_in_progress(user)
 
 
-async def joined(layer: Any, job: Job) -> None:
+async def joined(layer: Any, job: Job, timeout: float = 5) -> None:
     """Until the watcher's channel is in the job's group (the in-memory layer's own table)."""
-    while not layer.groups.get(messaging.job_group(job.id)):
-        await asyncio.sleep(0.01)
+
+    async def in_group() -> bool:
+        return bool(layer.groups.get(messaging.job_group(job.id)))
+
+    await wait_for_async(in_group, timeout, interval=0.01, desc=f"the watcher to join job {job.id}'s group")
 
 
 def event(job: Job, **changes: Any) -> dict[str, Any]:
@@ -274,7 +278,7 @@ async def test_watch_is_fed_by_the_channel_layer_and_drops_stale_seq(running_job
     watching = asyncio.ensure_future(
         jobs.watch_owned_job(user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, j.state, src)))
     )
-    await asyncio.wait_for(joined(memory_layer, running_job), 5)
+    await joined(memory_layer, running_job)
     group = messaging.job_group(running_job.id)
     progress = {"current": 60, "total": 100, "percent": 60.0, "message": "step 6 of 10"}
     await memory_layer.group_send(group, event(running_job, seq=4, state="failed", error="stale"))
@@ -298,7 +302,7 @@ async def test_watch_resyncs_from_the_database_when_events_are_lost(running_job,
             user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, src)), resync_after_s=0.05
         )
     )
-    await asyncio.wait_for(joined(memory_layer, running_job), 5)
+    await joined(memory_layer, running_job)
     # A change saved without any event reaching the watcher (group_send dropped it).
     await database_sync_to_async(
         lambda: Job.objects.filter(pk=running_job.pk).update(
