@@ -55,8 +55,9 @@ from tests.bench_common import (
     percentile,
     run_on_private_stack,
 )
-from tests.integration.stack import ROOT, Stack, http_status, procfile_commands
+from tests.integration.stack import ROOT, Stack, procfile_commands
 from tests.integration.wsclient import JobsClient
+from tests.processes import http_status
 from tests.waiting import wait_for
 
 QUICK = os.environ.get("BENCH_QUICK", "") == "1"

@@ -12,21 +12,21 @@ from typing import Any
 import pytest
 import redis
 from channels.layers import channel_layers
-from django.contrib.auth import get_user_model
 
 from tasks_app import ticks
+from tests.factories import make_user
 
 IN_MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 @pytest.fixture
 def user(db: None) -> Any:
-    return get_user_model().objects.create_user("alice", password="alice-password-1")
+    return make_user("alice")
 
 
 @pytest.fixture
 def other_user(db: None) -> Any:
-    return get_user_model().objects.create_user("mallory", password="mallory-password-1")
+    return make_user("mallory")
 
 
 @pytest.fixture

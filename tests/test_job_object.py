@@ -16,8 +16,8 @@ import pytest
 from realtime import messaging
 from realtime.protocol import T_LIST
 from tasks_app.jobobject import JobObject
-from tasks_app.models import Job
 from tasks_app.selectors import job_snapshot
+from tests.factories import make_job
 
 FIXTURE = Path(__file__).resolve().parent / "js" / "fixtures" / "job_frames.json"
 JOB_FRAME_TYPES = {
@@ -46,7 +46,7 @@ def test_every_job_of_the_pages_fixture_is_the_servers_job_object(frame):
 
 @pytest.mark.django_db
 def test_the_snapshot_of_a_row_is_a_job_object_with_the_fixtures_keys(user):
-    snapshot = job_snapshot(Job.objects.create(owner=user, kind="simulated", params={"step": 10, "interval_ms": 200}))
+    snapshot = job_snapshot(make_job(user, params={"step": 10, "interval_ms": 200}))
     assert JobObject.model_validate(snapshot).model_dump(mode="json") == snapshot
     assert set(snapshot) == set(FRAMES[0]["job"])
     assert set(snapshot["progress"]) == set(FRAMES[0]["job"]["progress"])

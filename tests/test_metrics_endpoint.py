@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, values
 
 from proj.metrics import PROXY_HEADERS, forget_dead_processes
 from tasks_app import metrics as tasks_metrics
-from tasks_app.models import Job, JobState
+from tasks_app.models import JobState
+from tests.factories import make_job, make_user
 from tests.scrape import parse, total, value
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ STAFF = ("ops", "ops-password-1")
 
 @pytest.fixture
 def staff(db: None) -> Any:
-    return get_user_model().objects.create_user(STAFF[0], password=STAFF[1], is_staff=True)
+    return make_user(STAFF[0], STAFF[1], is_staff=True)
 
 
 def basic(username: str, password: str) -> str:
@@ -43,7 +43,7 @@ def scrape(client: Client, **extra: Any) -> Any:
 
 def test_a_loopback_scrape_shows_every_series_and_the_jobs_of_the_database(client, user):
     for state, kind in [("running", "simulated"), ("running", "simulated"), ("succeeded", "primes")]:
-        Job.objects.create(owner=user, kind=kind, state=state)
+        make_job(user, kind=kind, state=state)
     response = scrape(client)  # the test client's REMOTE_ADDR is 127.0.0.1
     assert response.status_code == 200
     assert response["Content-Type"] == CONTENT_TYPE_LATEST
@@ -157,7 +157,7 @@ def test_a_scrape_adds_up_every_process_of_the_folder_and_forgets_dead_ones_live
     with as_process(worker) as progress_worker:
         for lag_s in (0.003, 0.02, 0.7):
             progress_worker["lag"].observe(lag_s)
-    Job.objects.create(owner=user, kind="simulated", state=JobState.FAILED)
+    make_job(user, state=JobState.FAILED)
     assert {path.name for path in folder.glob("gauge_livesum_*.db")} == {
         f"gauge_livesum_{gone}.db",
         f"gauge_livesum_{os.getpid()}.db",

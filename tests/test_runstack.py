@@ -29,7 +29,9 @@ from honcho.environ import parse_procfile
 from proj.keepalive import SCRIPT, Restart, RestartPolicy, describe_exit, shell_line
 from proj.localredis import answers, free_port
 from tasks_app.management.commands.runstack import keepalive_procfile, prepare_metrics_dir
-from tests.integration.stack import http_status, procfile_commands
+from tests import processes
+from tests.integration.stack import procfile_commands
+from tests.processes import http_status
 from tests.scrape import parse, value
 from tests.waiting import wait_for
 
@@ -199,14 +201,8 @@ def keepalive(tmp_path: Path, leftovers: list[psutil.Process]) -> Iterator[Calla
 
     def start(*command: str, options: tuple[str, ...] = ()) -> Started:
         log = tmp_path / f"keepalive-{len(started)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-P", SCRIPT, *options, "demo", "--", *command],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-P", SCRIPT, *options, "demo", "--", *command]
+        proc = processes.spawn(argv, env=os.environ, log_path=log, cwd=ROOT)
         started.append(Started(proc, log))
         return started[-1]
 
@@ -400,15 +396,7 @@ def runstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
     clone = copy_of_the_clone(tmp_path_factory.mktemp("clone"))
     env = private_environment(workdir)
     log = workdir / "runstack.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runstack"],
-            cwd=clone,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = processes.spawn([sys.executable, "manage.py", "runstack"], env=env, log_path=log, cwd=clone)
     stack = RunningStack(proc=proc, env=env, log=log, clone=clone)
     try:
         with Celery(broker=env["REDIS_URL"]) as app:

@@ -12,7 +12,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1, desc: str = "the condition") -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, interval: float = 0.1, desc: str = "the condition"
+) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value; return it.
 
     The predicate runs at least once, and once more at the deadline. Raises ``AssertionError``
@@ -31,7 +33,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1, 
 
 
 async def wait_for_async(
-    predicate: Callable[[], Awaitable[T]], timeout: float, interval: float = 0.05, desc: str = "the condition"
+    predicate: Callable[[], Awaitable[T | None]], timeout: float, interval: float = 0.05, desc: str = "the condition"
 ) -> T:
     """:func:`wait_for` for coroutines: awaits ``predicate()`` every ``interval`` seconds
     (the event loop runs meanwhile) until it returns a truthy value; raises ``AssertionError``

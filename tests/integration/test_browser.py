@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +17,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from tests import processes
 from tests.integration.browser import ARTIFACTS
-from tests.integration.stack import DEMO_PASSWORD, READY_TIMEOUT_S, ROOT, Stack, http_status, procfile_commands
+from tests.integration.stack import DEMO_PASSWORD, READY_TIMEOUT_S, ROOT, Stack
 from tests.realdata import AIRPORTS
 
 pytestmark = pytest.mark.browser
@@ -200,32 +198,18 @@ def log_in(browser: Any, stack: Stack, username: str, password: str, **context_a
 
 
 def stop_web(stack: Stack) -> None:
-    proc = stack.processes["web"]
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    processes.stop(stack.processes["web"], timeout_s=20)
 
 
 def start_web(stack: Stack) -> None:
     """Start the Procfile's web process again, as the stack first did; wait until it answers."""
-    log = open(stack.workdir / "web-restarted.log", "ab")  # noqa: SIM115 - closed by stack.stop()
-    stack.logs.append(log)
-    stack.processes["web"] = subprocess.Popen(
-        ["/bin/sh", "-c", procfile_commands()["web"]],
-        cwd=ROOT,
-        env=stack.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    stack.launch("web", log_name="web-restarted")
+    processes.wait_ready(
+        {"web": processes.answers_http(f"{stack.http_url}/accounts/login/")},
+        [stack.processes["web"]],
+        READY_TIMEOUT_S,
+        interval=0.2,
     )
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while http_status(f"{stack.http_url}/accounts/login/") != 200:
-        assert stack.processes["web"].poll() is None, f"web exited:\n{stack.log_tail('web-restarted')}"
-        assert time.monotonic() < deadline, "web did not come back"
-        time.sleep(0.2)
 
 
 def axe_script() -> Path:

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from proj.localredis import free_port
+from tests import processes
+from tests.processes import Process
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The command as the Procfile runs it (through ``sh -c``, as honcho does).
 COMMAND = "daphne -b ${BIND_ADDRESS:-127.0.0.1} -p ${DEMO_SERVICE_PORT:-8001} proj.demo_service:app"
 READY_TIMEOUT_S = 30.0
@@ -31,11 +31,14 @@ TOKEN = "integration-demo-service-token"
 @dataclass
 class Service:
     url: str
-    process: subprocess.Popen[bytes]
-    log: Path
+    process: Process
 
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+def healthy(url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/health", timeout=1).json() == {"ok": True})
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager
@@ -52,57 +55,33 @@ def demo_service(extra_env: dict[str, str] | None = None) -> Iterator[Service]:
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the service must not need Django
     log = Path(tempfile.mkdtemp(prefix="demo-service-")) / "demo-service.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", COMMAND],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = Service(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    service = Service(
+        url=f"http://127.0.0.1:{port}", process=processes.start("demo service", COMMAND, env=env, log_path=log)
+    )
     try:
-        wait_healthy(service)
+        processes.wait_ready(
+            {"/health": lambda: healthy(service.url)}, [service.process], READY_TIMEOUT_S, interval=0.1
+        )
         yield service
     finally:
-        stop(process)
+        processes.stop(service.process, timeout_s=10)
 
 
-def wait_healthy(service: Service) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(f"demo service exited with {service.process.returncode}:\n{service.log_tail()}")
-        try:
-            if httpx.get(f"{service.url}/health", timeout=1).json() == {"ok": True}:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"demo service not healthy after {READY_TIMEOUT_S} s:\n{service.log_tail()}")
+def final(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    """The job's body once it is no longer running, else None."""
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body if body["state"] != "running" else None
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def wait_final(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    return wait_for(lambda: final(client, job_id), JOB_TIMEOUT_S, desc=f"job {job_id} to end")
 
 
-def wait_final(client: httpx.Client, job_id: str) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while time.monotonic() < deadline:
-        response = client.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        body = response.json()
-        if body["state"] != "running":
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still running after {JOB_TIMEOUT_S} s")
+def answers(client: httpx.Client, job_id: str) -> bool:
+    """The service answers about the job again (no longer 503)."""
+    return client.get(f"/jobs/{job_id}").status_code != 503
 
 
 def test_the_procfile_command_serves_the_contract():
@@ -136,7 +115,7 @@ def test_the_procfile_command_serves_the_contract():
         down = client.get(f"/jobs/{flaky_id}")
         assert (down.status_code, down.json()) == (503, {"error": "temporarily unavailable"})
         assert down.headers["Retry-After"] == "1"
-        time.sleep(int(down.headers["Retry-After"]))
+        wait_for(lambda: answers(client, flaky_id), JOB_TIMEOUT_S, desc="the service to answer again")
         assert wait_final(client, flaky_id)["state"] == "succeeded"
 
         bad = client.post("/jobs", content=b"{oops", headers={"Content-Type": "application/json"})
@@ -145,7 +124,7 @@ def test_the_procfile_command_serves_the_contract():
         assert client.put(f"/jobs/{job_id}").json() == {"error": "method not allowed"}
         assert client.get("/jobs/unknown").status_code == 404
 
-    assert service.process.poll() is not None, "the service should have stopped"
+    assert not service.process.alive(), "the service should have stopped"
 
 
 def test_the_token_from_the_environment_guards_every_endpoint_but_health():

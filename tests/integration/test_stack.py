@@ -21,9 +21,11 @@ import pytest
 import redis
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.stack import DEMO_PASSWORD, ROOT, UPLOAD_MAX_BYTES, HttpSession, Stack, http_status
+from tests.integration.stack import DEMO_PASSWORD, ROOT, UPLOAD_MAX_BYTES, HttpSession, Stack
 from tests.integration.wsclient import JobsClient
+from tests.processes import http_status
 from tests.realdata import AIRPORTS, PENGUINS_RAW
+from tests.waiting import wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -142,12 +144,20 @@ async def test_cancel_mid_run_ends_cancelled_and_nothing_follows(demo: HttpSessi
     assert frames[-1]["type"] in {"job.cancelled", "job.snapshot"}
     assert frames[-1]["job"]["state"] == "cancelled"
     assert frames[-1]["job"]["progress"]["current"] < 100
-    await asyncio.sleep(1.0)
-    with pytest.raises(TimeoutError):
-        await client.recv(timeout=0.5)  # no frame of the job after its final one
+    assert await client.frames_during(1.5) == []  # no frame of the job after its final one
     listing = await client.answer({"type": "job.list", "limit": 5})
     assert next(j for j in listing["jobs"] if j["id"] == job_id)["state"] == "cancelled"
     await client.close()
+
+
+async def moved_past(session: HttpSession, job_id: str, seq: int) -> None:
+    """Until the job's ``seq``, read over the HTTP API while no socket is open, is past ``seq``."""
+
+    async def past() -> bool:
+        status, job = await asyncio.to_thread(session.json, "GET", f"/api/jobs/{job_id}/")
+        return status == 200 and int(job["seq"]) > seq
+
+    await wait_for_async(past, 10, interval=0.1, desc=f"job {job_id} to move past seq {seq}")
 
 
 async def test_reconnect_mid_job_gets_snapshot_then_live_frames(demo: HttpSession) -> None:
@@ -160,7 +170,7 @@ async def test_reconnect_mid_job_gets_snapshot_then_live_frames(demo: HttpSessio
         seen = frame.get("job", {}).get("progress", {}).get("current", 0)
     last_seq = frame["job"]["seq"]
     await first.close()
-    await asyncio.sleep(0.5)
+    await moved_past(demo, job_id, last_seq)
     second = await JobsClient.open(demo)
     snapshot = await second.answer({"type": "job.subscribe", "job_id": job_id})
     assert snapshot["type"] == "job.snapshot"
@@ -288,14 +298,14 @@ async def test_flower_requires_credentials_and_sees_the_tasks(stack: Stack, demo
     assert http_status(f"{flower}/api/tasks") == 401
     token = base64.b64encode(f"demo:{stack.env['DEMO_PASSWORD']}".encode()).decode()
     request = urllib.request.Request(f"{flower}/api/tasks?limit=500", headers={"Authorization": f"Basic {token}"})
-    deadline = time.monotonic() + 20
-    names: set[str] = set()
-    while time.monotonic() < deadline and not {"tasks_app.run_job", "tasks_app.poll_tick"} <= names:
+
+    def names() -> set[str]:
         with urllib.request.urlopen(request, timeout=5) as resp:
             tasks = json.loads(resp.read())
-        names = {t.get("name") for t in tasks.values()}
-        time.sleep(0.5)
-    assert {"tasks_app.run_job", "tasks_app.poll_tick"} <= names
+        return {t.get("name") for t in tasks.values()}
+
+    wanted = {"tasks_app.run_job", "tasks_app.poll_tick"}
+    wait_for(lambda: wanted <= names(), 20, interval=0.5, desc=f"Flower to list {sorted(wanted)}")
 
 
 def test_the_readmes_script_client_runs_a_job_over_the_socket(stack: Stack) -> None:

@@ -1,4 +1,9 @@
-"""A small protocol-v1 client over a real WebSocket (the ``websockets`` library)."""
+"""A small protocol-v1 client over a real WebSocket (the ``websockets`` library).
+
+Its ``recv_until`` and ``frames_during`` are the frame-level waiting helpers: a socket is
+awaited frame by frame, not polled, so they take the place of tests/waiting.py's ``wait_for``
+for frames (a deadline over successive ``recv`` calls).
+"""
 
 from __future__ import annotations
 
@@ -45,25 +50,46 @@ class JobsClient:
         self.received.append(frame)
         return frame
 
-    async def answer(self, frame: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-        """Send ``frame`` and return the frame echoing its request_id (live frames are kept)."""
-        rid = await self.send(frame)
+    async def recv_until(self, done: Callable[[Frame], bool], timeout: float) -> Frame:
+        """The frame-level ``wait_for``: receive frames (each kept in ``received``) until one
+        satisfies ``done``, and return it. Raises ``TimeoutError`` when ``timeout`` seconds pass
+        first (over all the frames, not each)."""
         deadline = time.monotonic() + timeout
         while True:
             got = await self.recv(max(0.01, deadline - time.monotonic()))
-            if got.get("request_id") == rid:
+            if done(got):
                 return got
+
+    async def frames_during(self, seconds: float) -> list[tuple[float, Frame]]:
+        """Every frame received during the next ``seconds`` (each kept in ``received``), with its
+        arrival time (``time.monotonic()``): ``[]`` asserts that nothing arrives for a while."""
+        got: list[tuple[float, Frame]] = []
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                frame = await self.recv(remaining)
+            except TimeoutError:
+                break
+            got.append((time.monotonic(), frame))
+        return got
+
+    async def answer(self, frame: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+        """Send ``frame`` and return the frame echoing its request_id (live frames are kept)."""
+        rid = await self.send(frame)
+        return await self.recv_until(lambda got: got.get("request_id") == rid, timeout)
 
     async def until_final(self, job_id: str, timeout: float = 60) -> list[dict[str, Any]]:
         """Every frame of ``job_id`` received from now until its final frame."""
         frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            got = await self.recv(max(0.01, deadline - time.monotonic()))
-            if got.get("job", {}).get("id") == job_id:
-                frames.append(got)
-                if got["job"]["state"] in FINAL:
-                    return frames
+
+        def final(got: Frame) -> bool:
+            if got.get("job", {}).get("id") != job_id:
+                return False
+            frames.append(got)
+            return got["job"]["state"] in FINAL
+
+        await self.recv_until(final, timeout)
+        return frames
 
     async def close(self) -> None:
         await self.conn.close()
@@ -105,7 +131,8 @@ class Viewer:
 
     async def until(self, predicate: Callable[[Frame], bool], timeout: float) -> Frame:
         """The first job frame that satisfies ``predicate``: one already received (answers
-        included), or the next one that arrives."""
+        included), or the next one that arrives (the frame-level waiting helper: frames are
+        awaited one by one until ``timeout`` seconds have passed, then ``AssertionError``)."""
         for _, frame in self.frames:
             if predicate(frame):
                 return frame
@@ -125,18 +152,11 @@ class Viewer:
         return await self.until(lambda f: f["job"]["id"] == job_id and f["job"]["state"] in FINAL, timeout)
 
     async def frames_during(self, seconds: float) -> list[Frame]:
-        """Every job frame received during the next ``seconds`` (the fault's duration)."""
-        got: list[Frame] = []
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                frame = await self.client.recv(remaining)
-            except TimeoutError:
-                break
-            if "job" in frame:
-                self.frames.append((time.monotonic(), frame))
-                got.append(frame)
-        return got
+        """Every job frame received during the next ``seconds`` (the fault's duration), kept
+        with its arrival time (:meth:`JobsClient.frames_during`)."""
+        timed = [(t, frame) for t, frame in await self.client.frames_during(seconds) if "job" in frame]
+        self.frames.extend(timed)
+        return [frame for _, frame in timed]
 
     def moved_after(self, job_id: str, since: float) -> float:
         """Seconds from ``since`` to the first frame of the job that shows it moving: a newer

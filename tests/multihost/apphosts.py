@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from celery import Celery
 
 from proj.redisconf import RedisConfig
 from tests.integration.stack import DEMO_PASSWORD, procfile_commands
 from tests.multihost.cluster import PrivatePostgres, SentinelCluster
 from tests.multihost.netns import Host, HostProcess, Network
-from tests.waiting import wait_for
+from tests.processes import answers_http, nodes_answering, wait_ready, workers_answer
 
 #: The Procfile processes each application host runs.
 APP_PROCESSES = ("web", "worker-jobs", "worker-progress", "beat")
@@ -37,14 +34,6 @@ WEB_PORT = 8000
 READY_TIMEOUT_S = 60.0
 #: Name the Sentinels monitor the primary by (tests/multihost/conftest.py ``redis_cluster``).
 MASTER_NAME = "mymaster"
-
-
-def _answers_http(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @dataclass
@@ -96,8 +85,9 @@ class AppHost:
         """``name → exit status`` of each of its processes that is no longer running."""
         return {name: proc.returncode for name, proc in self.processes().items() if not proc.alive()}
 
-    def web_answers(self) -> bool:
-        return _answers_http(f"{self.http_url}/accounts/login/")
+    def web_check(self) -> Callable[[], bool]:
+        """A check: its web process serves the login page."""
+        return answers_http(f"{self.http_url}/accounts/login/")
 
 
 @dataclass
@@ -128,28 +118,17 @@ class AppCluster:
 
     def workers_answering(self) -> set[str]:
         """Node names of the workers that answer a ping (empty while the broker is away)."""
-        try:
-            replies = self.celery.control.ping(timeout=1.0) or []
-        except (redis.RedisError, OSError):
-            return set()
-        return {name for reply in replies for name in reply}
+        return nodes_answering(self.celery, timeout=1.0)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Wait until both web processes serve the login page and every worker answers;
-        raises ``AssertionError`` with the processes' log tails when they do not in time."""
+        raises ``processes.NotReady`` (an ``AssertionError``) with the processes' log tails when
+        one of them exits, or when they do not answer in time."""
         nodes = set().union(*(h.nodes for h in self.hosts.values()))
-
-        def ready() -> bool:
-            for app_host in self.hosts.values():
-                if app_host.exited():
-                    raise AssertionError(f"host {app_host.host.name}: exited {app_host.exited()}\n{self.log_tails()}")
-            webs = all(h.web_answers() for h in self.hosts.values())
-            return webs and nodes <= self.workers_answering()
-
-        try:
-            wait_for(ready, timeout, interval=0.5, desc="every web process and worker of hosts a and b")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.log_tails()}") from None
+        checks = {f"web {name}": app_host.web_check() for name, app_host in self.hosts.items()}
+        checks["every worker of hosts a and b"] = workers_answer(self.celery, nodes, timeout=1.0)
+        running = [proc for app_host in self.hosts.values() for proc in app_host.processes().values()]
+        wait_ready(checks, running, timeout, interval=0.5)
 
     def exited(self) -> dict[str, int | None]:
         """``"<host>/<process>" → exit status`` of every application process no longer running."""

@@ -7,8 +7,8 @@ bridge), with the next address (``.2``, ``.3``, ...), its loopback up and a defa
 bridge. Hosts reach each other over the bridge (layer 2: no ``ip_forward`` needed, and the harness
 changes no sysctl); the test process, in the root namespace, reaches every host too, from ``.1``.
 
-Each :class:`Host` starts long-running processes inside its namespace (``ip netns exec``), each
-the leader of a session and process group of its own, stdout and stderr to
+Each :class:`Host` starts long-running processes inside its namespace (``ip netns exec``, through
+tests/processes.py), each the leader of a session and process group of its own, stdout and stderr to
 ``<workdir>/<host>/<name>.log``; it kills one (SIGKILL to its process group), or every process of
 the namespace at once (a whole host dies), and cuts or restores its link to the bridge.
 
@@ -40,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from tests import processes
+from tests.processes import Process
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,52 +146,22 @@ def remove_leftovers(prefix: str) -> list[str]:
 
 
 @dataclass
-class HostProcess:
-    """A long-running process that :meth:`Host.start` started in a host's namespace.
+class HostProcess(Process):
+    """A long-running process that :meth:`Host.start` started in a host's namespace
+    (a :class:`tests.processes.Process`: ``pid``, ``alive()``, ``send_signal()``, ``kill()``,
+    ``log_tail()``), with its ``host`` and the ``argv`` it runs there.
 
     It leads a session and process group of its own (its pgid is its pid: ``ip netns exec`` and
     ``setpriv`` exec, they do not fork); its stdout and stderr go to ``log_path``.
     """
 
-    name: str
     host: Host
     argv: tuple[str, ...]
-    popen: subprocess.Popen[bytes]
-    log_path: Path
 
-    @property
-    def pid(self) -> int:
-        """Pid (and process group id) of the process."""
-        return self.popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        """Exit status once it ended (``-9``: killed by SIGKILL), else None."""
-        return self.popen.poll()
-
-    def alive(self) -> bool:
-        """True while the process has not exited."""
-        return self.popen.poll() is None
-
-    def send_signal(self, sig: int, group: bool = True) -> None:
-        """Send ``sig`` to its whole process group (or, ``group=False``, to the process alone);
-        nothing when it is already gone."""
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(self.pid, sig)
-            else:
-                os.kill(self.pid, sig)
-
-    def wait(self, timeout: float = 10.0) -> int:
+    def wait(self, timeout: float | None = 10.0) -> int:
         """Wait up to ``timeout`` seconds for it to exit; its exit status. Raises
         ``subprocess.TimeoutExpired``."""
         return self.popen.wait(timeout)
-
-    def kill(self, timeout: float = 10.0) -> int:
-        """SIGKILL to its process group (the process and every child it did not move to a group
-        of its own), then reap it; its exit status."""
-        self.send_signal(signal.SIGKILL)
-        return self.wait(timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Graceful stop: ``sig`` to the process alone, up to ``timeout`` seconds for it to exit,
@@ -200,14 +172,6 @@ class HostProcess:
                 self.wait(timeout)
         self.send_signal(signal.SIGKILL)
         return self.wait(timeout)
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of its output (stdout and stderr)."""
-        return _tail(self.log_path, lines)
-
-
-def _tail(path: Path, lines: int) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 class Host:
@@ -258,16 +222,8 @@ class Host:
         if running is not None and running.alive():
             raise ValueError(f"host {self.name}: process {name!r} is still running (pid {running.pid})")
         log_path = self.dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            popen = subprocess.Popen(
-                self.exec_argv(argv, user),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ if env is None else env),
-                cwd=cwd or ROOT,
-                start_new_session=True,
-            )
+        command = self.exec_argv(argv, user)
+        popen = processes.spawn(command, env=os.environ if env is None else env, log_path=log_path, cwd=cwd or ROOT)
         process = HostProcess(name=name, host=self, argv=tuple(argv), popen=popen, log_path=log_path)
         self.processes[name] = process
         return process
@@ -340,7 +296,7 @@ class Host:
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last ``lines`` lines of the log of process ``name`` (empty when it has none)."""
-        return _tail(self.dir / f"{name}.log", lines)
+        return processes.log_tail(self.dir / f"{name}.log", lines)
 
 
 class Network:

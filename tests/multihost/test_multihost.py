@@ -205,11 +205,13 @@ async def answers_to(viewer: Viewer, frames: list[dict[str, Any]], timeout: floa
     frames' order."""
     rids = [await viewer.client.send(frame) for frame in frames]
     got: dict[str, Frame] = {}
-    deadline = time.monotonic() + timeout
-    while len(got) < len(rids):
-        frame = await viewer.client.recv(max(0.01, deadline - time.monotonic()))
+
+    def all_answered(frame: Frame) -> bool:
         if frame.get("request_id") in rids:
             got[frame["request_id"]] = frame
+        return len(got) == len(rids)
+
+    await viewer.client.recv_until(all_answered, timeout)
     return [got[rid] for rid in rids]
 
 

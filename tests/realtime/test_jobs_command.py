@@ -24,28 +24,14 @@ from tasks_app.errors import InvalidParams, UnknownKind
 from tasks_app.jobobject import JobObject
 from tasks_app.models import Job, JobState
 from tasks_app.selectors import job_snapshot
+from tests.factories import make_job_in_progress
+from tests.waiting import wait_for_async
 
 
 def run_jobs(*args: str, **options: Any) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("jobs", *args, stdout=out, stderr=err, **options)
     return out.getvalue(), err.getvalue()
-
-
-def make_job(owner: Any, state: str = JobState.RUNNING, **fields: Any) -> Job:
-    now = timezone.now()
-    defaults: dict[str, Any] = {
-        "kind": "simulated",
-        "params": {"step": 10, "interval_ms": 200},
-        "progress_current": 30,
-        "progress_total": 100,
-        "progress_message": "step 3 of 10",
-        "seq": 5,
-        "started_at": now,
-    }
-    if state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}:
-        defaults["finished_at"] = now
-    return Job.objects.create(owner=owner, state=state, **{**defaults, **fields})
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -197,7 +183,7 @@ def test_user_defaults_to_demo_username(user, settings):
 @pytest.mark.django_db
 @pytest.mark.parametrize("action", ["watch", "cancel"])
 def test_another_users_job_or_a_bad_id_is_not_found(user, other_user, action):
-    job = make_job(other_user)
+    job = make_job_in_progress(other_user)
     for job_id in (str(job.id), str(uuid.uuid4()), "not-a-uuid"):
         with pytest.raises(CommandError) as caught:
             run_jobs(action, job_id, "--user", "alice")
@@ -225,7 +211,7 @@ def test_cancel_a_pending_job_then_again_is_not_cancellable(user, memory_layer):
 
 @pytest.mark.django_db(transaction=True)
 def test_watch_a_succeeded_job_prints_the_result_line(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={"steps": 10, "step": 10}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={"steps": 10, "step": 10}, progress_current=100, seq=13)
     out, err = run_jobs("watch", str(job.id), "--user", "alice")
     assert out.splitlines()[-1] == 'result: {"steps": 10, "step": 10}'
     assert "error:" not in err
@@ -233,7 +219,7 @@ def test_watch_a_succeeded_job_prints_the_result_line(user, memory_layer):
 
 @pytest.mark.django_db(transaction=True)
 def test_watch_json_prints_only_the_final_job_object(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={"steps": 10}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={"steps": 10}, progress_current=100, seq=13)
     out, _ = run_jobs("watch", str(job.id), "--user", "alice", "--json")
     assert json.loads(out) == job_snapshot(job)
 
@@ -247,7 +233,7 @@ def test_watch_json_prints_only_the_final_job_object(user, memory_layer):
     ],
 )
 def test_watch_a_failed_or_cancelled_job_exits_with_its_status(user, memory_layer, state, status, line):
-    job = make_job(user, state, error="simulated failure at 30%" if state == JobState.FAILED else "")
+    job = make_job_in_progress(user, state, error="simulated failure at 30%" if state == JobState.FAILED else "")
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(SystemExit) as caught:
         call_command("jobs", "watch", str(job.id), "--user", "alice", stdout=out, stderr=err)
@@ -258,7 +244,7 @@ def test_watch_a_failed_or_cancelled_job_exits_with_its_status(user, memory_laye
 
 @pytest.mark.django_db(transaction=True)
 def test_quiet_watch_draws_no_bar_and_trace_names_each_frames_source(user, memory_layer):
-    job = make_job(user, JobState.SUCCEEDED, result={}, progress_current=100, seq=13)
+    job = make_job_in_progress(user, JobState.SUCCEEDED, result={}, progress_current=100, seq=13)
     _, quiet = run_jobs("watch", str(job.id), "--user", "alice", verbosity=0)
     assert quiet == ""
     _, traced = run_jobs("watch", str(job.id), "--user", "alice", verbosity=2)
@@ -271,13 +257,16 @@ def test_quiet_watch_draws_no_bar_and_trace_names_each_frames_source(user, memor
 
 @pytest.fixture
 def running_job(transactional_db: None, user: Any) -> Job:
-    return make_job(user)
+    return make_job_in_progress(user)
 
 
-async def joined(layer: Any, job: Job) -> None:
+async def joined(layer: Any, job: Job, timeout: float = 5) -> None:
     """Until the watcher's channel is in the job's group (the in-memory layer's own table)."""
-    while not layer.groups.get(messaging.job_group(job.id)):
-        await asyncio.sleep(0.01)
+
+    async def in_group() -> bool:
+        return bool(layer.groups.get(messaging.job_group(job.id)))
+
+    await wait_for_async(in_group, timeout, interval=0.01, desc=f"the watcher to join job {job.id}'s group")
 
 
 def event(job: Job, **changes: Any) -> dict[str, Any]:
@@ -289,7 +278,7 @@ async def test_watch_is_fed_by_the_channel_layer_and_drops_stale_seq(running_job
     watching = asyncio.ensure_future(
         jobs.watch_owned_job(user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, j.state, src)))
     )
-    await asyncio.wait_for(joined(memory_layer, running_job), 5)
+    await joined(memory_layer, running_job)
     group = messaging.job_group(running_job.id)
     progress = {"current": 60, "total": 100, "percent": 60.0, "message": "step 6 of 10"}
     await memory_layer.group_send(group, event(running_job, seq=4, state="failed", error="stale"))
@@ -313,7 +302,7 @@ async def test_watch_resyncs_from_the_database_when_events_are_lost(running_job,
             user, str(running_job.id), on_update=lambda j, src: seen.append((j.seq, src)), resync_after_s=0.05
         )
     )
-    await asyncio.wait_for(joined(memory_layer, running_job), 5)
+    await joined(memory_layer, running_job)
     # A change saved without any event reaching the watcher (group_send dropped it).
     await database_sync_to_async(
         lambda: Job.objects.filter(pk=running_job.pk).update(

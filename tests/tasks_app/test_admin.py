@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
@@ -21,6 +20,7 @@ from django_celery_results.models import TaskResult
 from tasks_app import services, tokens
 from tasks_app.admin import LIST_MESSAGE_CHARS, JobAdmin, decoded_args, duration_text, task_results_url
 from tasks_app.models import Job, JobState
+from tests.factories import make_superuser, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("memory_layer", "broker")]
 
@@ -31,7 +31,7 @@ TOKENS = "/admin/tasks_app/apitoken/"
 
 @pytest.fixture
 def root(db: None) -> Any:
-    return get_user_model().objects.create_superuser("root", password="root-password-1")
+    return make_superuser("root")
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_failed_job_lists_its_error_as_the_message(admin_client: Client, user: A
 
 
 def test_filters_and_search_find_the_job(admin_client: Client, user: Any, other_user: Any) -> None:
-    get_user_model().objects.create_user("no-jobs", password="no-jobs-password-1")
+    make_user("no-jobs")
     mine = services.job_start(owner=user, kind="simulated", params={})
     theirs = services.job_start(owner=other_user, kind="simulated", params={})
     services.job_cancel(owner=other_user, job_id=theirs.id)
@@ -230,7 +230,7 @@ def test_only_final_jobs_can_be_deleted(admin_client: Client, user: Any) -> None
 
 
 def test_cancel_action_needs_the_change_permission(user: Any) -> None:
-    viewer = get_user_model().objects.create_user("viewer", password="viewer-password-1", is_staff=True)
+    viewer = make_user("viewer", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
     client = Client()
     client.force_login(viewer)

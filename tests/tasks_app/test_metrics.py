@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, Gauge, values
 from tasks_app import metrics, polling, supervisor
 from tasks_app.kinds import REGISTRY as KINDS
 from tasks_app.models import Job, JobState
-from tests.tasks_app.test_services import run, start_simulated
+from tests.factories import make_job, run_job, start_simulated
 from tests.tasks_app.test_supervisor import aged
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,7 +40,7 @@ def test_jobs_in_state_is_one_group_by_query_over_every_state_and_kind(user):
         (JobState.SUCCEEDED, "primes"),
         (JobState.FAILED, "a_kind_no_longer_installed"),
     ]:
-        Job.objects.create(owner=user, kind=kind, state=state)
+        make_job(user, kind=kind, state=state)
     with CaptureQueriesContext(connection) as queries:
         (family,) = list(metrics.JobsInStateCollector().collect())
     assert len(queries) == 1
@@ -61,7 +61,7 @@ def test_jobs_in_state_is_one_group_by_query_over_every_state_and_kind(user):
 
 
 def test_a_tick_observes_each_polled_jobs_lag_behind_its_due_time(user, broker, memory_layer):
-    late, on_time = run(start_simulated(user, step=10)), run(start_simulated(user, step=10))
+    late, on_time = run_job(start_simulated(user, step=10)), run_job(start_simulated(user, step=10))
     now = timezone.now()
     Job.objects.filter(pk=late.pk).update(poll_due_at=now - dt.timedelta(seconds=0.3))
     Job.objects.filter(pk=on_time.pk).update(poll_due_at=now - dt.timedelta(seconds=0.001))
@@ -85,7 +85,7 @@ def test_each_supervisor_repair_is_counted_under_its_name(user, broker, memory_l
     before = {name: REGISTRY.get_sample_value(repairs, {"repair": name}) for name in supervisor.REPAIRS}
     assert None not in before.values()  # every series exists from the start
     pending = start_simulated(user)
-    chain = run(start_simulated(user, step=10, interval_ms=1000))
+    chain = run_job(start_simulated(user, step=10, interval_ms=1000))
     broker.flush()  # Redis came back empty: run_job and the poll are lost
     aged(pending, chain_at=10)
     aged(chain, chain_at=10, started_at=3.5)

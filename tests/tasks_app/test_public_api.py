@@ -23,8 +23,9 @@ from tasks_app import services
 from tasks_app.errors import InvalidParams
 from tasks_app.jobkinds import count_primes
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, StrictParams, TaskKind, job_kind
-from tasks_app.models import Job, JobState
+from tasks_app.models import JobState
 from tasks_app.progress import read_recorded_progress
+from tests.factories import make_job, start_job
 from tests.kinds import declared_apart, kinds_registered, registry_restored
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,13 +38,6 @@ def redis_sets() -> int:
         return int(client.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
     finally:
         client.close()
-
-
-def started(user: Any, kind: str, params: dict[str, Any]) -> Job:
-    job = services.job_start(owner=user, kind=kind, params=params)
-    services.job_run(job_id=job.id)
-    job.refresh_from_db()
-    return job
 
 
 def test_readme_example_is_the_shipped_module() -> None:
@@ -73,7 +67,7 @@ def test_bad_params_of_a_decorated_kind_are_field_errors(user: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_100000_set_progress_calls_in_a_real_task_make_few_writes(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = started(user, "primes", {"limit": 100_000})
+    job = start_job(user, "primes", {"limit": 100_000})
     assert [t.name for t in broker.queued("jobs")][-1] == "tasks_app.kind.primes"
     sets_before = redis_sets()
     t0 = time.monotonic()
@@ -93,7 +87,7 @@ def test_100000_set_progress_calls_in_a_real_task_make_few_writes(user: Any, bro
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_mid_loop_ends_the_task_cleanly(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = started(user, "primes", {"limit": 20_000_000})  # minutes of work
+    job = start_job(user, "primes", {"limit": 20_000_000})  # minutes of work
     cancel = threading.Timer(0.5, lambda: services.job_cancel(owner=user, job_id=job.id))
     cancel.start()
     outcome = count_primes.apply(args=[str(job.id)], task_id=job.work_task_id)
@@ -143,7 +137,7 @@ def echo_kind() -> Iterator[None]:
 def test_outcomes_of_a_decorated_kind(
     user: Any, broker: Any, memory_layer: Any, echo_kind: None, word, state, result, error
 ) -> None:
-    job = started(user, "test-echo", {"word": word})
+    job = start_job(user, "test-echo", {"word": word})
     outcome = echo.apply(args=[str(job.id)], task_id=job.work_task_id)
     job.refresh_from_db()
     assert job.state == state
@@ -195,7 +189,7 @@ def test_title_summary_and_total_of_a_decorated_kind(user: Any, caplog: pytest.L
 def test_a_job_of_a_kind_no_longer_installed_keeps_a_title(user: Any) -> None:
     from tasks_app.selectors import job_snapshot
 
-    job = Job.objects.create(owner=user, kind="retired_kind", params={"x": 1})
+    job = make_job(user, kind="retired_kind", params={"x": 1})
     snapshot = job_snapshot(job)
     assert (snapshot["title"], snapshot["summary"]) == ("Retired kind", "")
 

@@ -22,6 +22,7 @@ from tasks_app.kinds import get_kind
 from tasks_app.kinds.task_kind import WorkFailed
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder, read_recorded_progress
+from tests.factories import run_job, start_simulated
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,16 +39,6 @@ def frames(layer: Any) -> list[dict[str, Any]]:
     while queue is not None and not queue.empty():
         out.append(queue.get_nowait()[1])
     return out
-
-
-def start_simulated(user: Any, **params: Any) -> Job:
-    return services.job_start(owner=user, kind="simulated", params=params)
-
-
-def run(job: Job) -> Job:
-    services.job_run(job_id=job.id)
-    job.refresh_from_db()
-    return job
 
 
 def age(job: Job, ms: int) -> None:
@@ -108,7 +99,7 @@ def test_idempotency_key_returns_the_same_job(user, memory_layer, broker):
 
 def test_active_job_limit_and_a_cancel_releases_its_slot_at_once(user, settings, memory_layer, broker):
     settings.JOBS_MAX_ACTIVE_PER_USER = 2
-    first = run(start_simulated(user, interval_ms=10_000))
+    first = run_job(start_simulated(user, interval_ms=10_000))
     start_simulated(user)
     with pytest.raises(RateLimited, match="limit 2"):
         start_simulated(user)
@@ -119,7 +110,7 @@ def test_active_job_limit_and_a_cancel_releases_its_slot_at_once(user, settings,
 def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memory_layer):
     job = start_simulated(user)
     listen(memory_layer, job)
-    job = run(job)
+    job = run_job(job)
     assert job.state == JobState.RUNNING
     assert job.seq == 2
     assert job.started_at is not None
@@ -132,13 +123,13 @@ def test_run_marks_running_publishes_and_schedules_poll_zero(user, broker, memor
     assert tick.ignore_result, "a tick stores no result"
     assert polls(broker) == [], "a kind that does not observe gets no poll_job of its own"
     # A redelivered run_job finds the job running and does nothing.
-    run(job)
+    run_job(job)
     assert frames(memory_layer) == []
     assert len(queued_ticks(broker)) == 1
 
 
 def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(user, broker, memory_layer):
-    job = run(start_simulated(user, step=10, interval_ms=10_000))
+    job = run_job(start_simulated(user, step=10, interval_ms=10_000))
     polling.job_poll(job_id=job.id, poll_seq=0)
     with CaptureQueriesContext(connection) as queries:
         polling.job_poll(job_id=job.id, poll_seq=1)  # nothing changed: only the claim is written
@@ -151,7 +142,7 @@ def test_a_poll_of_a_kind_without_observe_reads_the_row_once_and_writes_it_once(
 
 
 def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, broker, memory_layer):
-    job = run(start_simulated(user, step=10, interval_ms=1000))
+    job = run_job(start_simulated(user, step=10, interval_ms=1000))
     listen(memory_layer, job)
     polling.job_poll(job_id=job.id, poll_seq=0)  # elapsed < 1 step: progress 0 → message changes
     first = frames(memory_layer)
@@ -173,7 +164,7 @@ def test_poll_sends_only_changes_and_ignores_stale_and_duplicate_polls(user, bro
 
 
 def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
-    job = run(start_simulated(user, step=50, interval_ms=100))
+    job = run_job(start_simulated(user, step=50, interval_ms=100))
     listen(memory_layer, job)
     age(job, 250)
     polling.job_poll(job_id=job.id, poll_seq=0)
@@ -190,7 +181,7 @@ def test_poll_ends_job_succeeded_and_chain_stops(user, broker, memory_layer):
 
 
 def test_fail_at_ends_job_failed_with_message(user, broker, memory_layer):
-    job = run(start_simulated(user, step=10, interval_ms=100, fail_at=30))
+    job = run_job(start_simulated(user, step=10, interval_ms=100, fail_at=30))
     age(job, 450)
     polling.job_poll(job_id=job.id, poll_seq=0)
     job.refresh_from_db()
@@ -205,7 +196,7 @@ def test_cancel_pending_job_is_final_at_once(user, memory_layer, broker):
     cancelled = services.job_cancel(owner=user, job_id=job.id)
     assert cancelled.state == JobState.CANCELLED
     assert [f["frame"] for f in frames(memory_layer)] == ["job.cancelled"]
-    run(job)  # run_job arriving later does nothing
+    run_job(job)  # run_job arriving later does nothing
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
     assert job.poll_due_at is None
@@ -213,7 +204,7 @@ def test_cancel_pending_job_is_final_at_once(user, memory_layer, broker):
 
 
 def test_cancel_running_job_goes_through_cancelling_then_poll_ends_it(user, broker, memory_layer):
-    job = run(start_simulated(user))
+    job = run_job(start_simulated(user))
     listen(memory_layer, job)
     asked = services.job_cancel(owner=user, job_id=job.id)
     assert asked.state == JobState.CANCELLING
@@ -241,7 +232,7 @@ def test_cancel_of_another_users_job_is_not_found(user, other_user, memory_layer
 
 
 def test_work_outcome_after_cancel_request_ends_cancelled(user, memory_layer, broker):
-    job = run(start_simulated(user))
+    job = run_job(start_simulated(user))
     services.job_cancel(owner=user, job_id=job.id)
     assert attempts.job_succeed(job_id=job.id, result={"x": 1}) is True
     job.refresh_from_db()
@@ -259,7 +250,7 @@ def test_csv_profile_work_task_profiles_and_succeeds(user, broker, memory_layer)
 
     upload = _upload(user, "tiny.csv", b"a,b\n1,x\n2,\n3,y\n")
     job = services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)})
-    job = run(job)
+    job = run_job(job)
     assert [t.name for t in broker.queued("jobs")] == ["tasks_app.kind.csv_profile"]
     listen(memory_layer, job)
     returned = profile_csv_task(str(job.id))
@@ -277,7 +268,7 @@ def test_csv_profile_of_a_binary_file_fails_with_a_clear_error(user, broker, mem
     from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
-    job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
+    job = run_job(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
     with pytest.raises(WorkFailed, match=r"^image\.csv is not a CSV file"):  # the task ends FAILURE
         profile_csv_task(str(job.id))
     job.refresh_from_db()
@@ -290,7 +281,7 @@ def test_csv_profile_cancelled_before_its_work_started_ends_cancelled_without_ru
     from tasks_app.kinds.csv_profile import profile_uploaded_csv as profile_csv_task
 
     upload = _upload(user, "big.csv", b"n,s\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(40000)))
-    job = run(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
+    job = run_job(services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(upload.id)}))
     listen(memory_layer, job)
     services.job_cancel(owner=user, job_id=job.id)
     assert profile_csv_task(str(job.id), 1) is None  # the claim finds the job cancelling

@@ -22,6 +22,7 @@ from tasks_app import items, polling, services, supervisor
 from tasks_app.kinds import REGISTRY, JobFailed, ProgressRecorder, SplitKind, StrictParams, csv_profile, split_job_kind
 from tasks_app.models import ItemState, Job, JobItem, JobState
 from tasks_app.progress import read_recorded_parts
+from tests.factories import start_job
 from tests.kinds import declared_apart, kinds_registered
 from tests.realdata import AIRPORTS, PENGUINS_RAW, SEATTLE_WEATHER, STOCKS
 
@@ -30,13 +31,6 @@ PRIMES_BELOW_2000 = 303  # pi(2000), a known figure
 
 def task(name: str) -> Any:
     return current_app.tasks[name]
-
-
-def started(user: Any, kind: str, params: dict[str, Any]) -> Job:
-    job = services.job_start(owner=user, kind=kind, params=params)
-    services.job_run(job_id=job.id)
-    job.refresh_from_db()
-    return job
 
 
 def split(job: Job) -> Job:
@@ -95,7 +89,7 @@ def test_bad_arguments_of_the_decorator_are_refused() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_split_job_runs_split_items_merge_with_one_bar(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = started(user, "primes_split", {"limit": 2000, "parts": 4})
+    job = start_job(user, "primes_split", {"limit": 2000, "parts": 4})
     assert queued_names(broker)[-1] == "tasks_app.kind.primes_split"
     broker.flush()
     job = split(job)
@@ -158,7 +152,7 @@ def lenient_item(params: LenientSplitParams, item: int, recorder: ProgressRecord
 
 @pytest.mark.django_db(transaction=True)
 def test_an_item_that_raises_runs_again_and_its_second_run_counts(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "test-split-lenient", {"crashes": 1}))
+    job = split(start_job(user, "test-split-lenient", {"crashes": 1}))
     for index in (0, 2, 3):
         assert run_item(job, index).successful()
     outcome = run_item(job, 1)
@@ -177,7 +171,7 @@ def test_an_item_that_raises_runs_again_and_its_second_run_counts(user: Any, bro
 def test_an_item_that_keeps_failing_is_counted_and_sampled_under_finish(
     user: Any, broker: Any, memory_layer: Any
 ) -> None:
-    job = split(started(user, "test-split-lenient", {"crashes": 99}))
+    job = split(start_job(user, "test-split-lenient", {"crashes": 99}))
     for index in (0, 2, 3):
         assert run_item(job, index).successful()
     for run in (1, 2, 3):
@@ -199,7 +193,7 @@ def test_an_item_that_keeps_failing_is_counted_and_sampled_under_finish(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_part_that_cannot_be_done_is_not_retried(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "primes_split", {"limit": 2000, "parts": 4, "fail_part": 1}))
+    job = split(start_job(user, "primes_split", {"limit": 2000, "parts": 4, "fail_part": 1}))
     assert run_item(job, 1).failed()  # JobFailed: failed for good at once
     item = JobItem.objects.get(job=job, index=1)
     assert (item.state, item.attempt, item.error) == (ItemState.FAILED, 1, "part 1 fails on purpose (fail_part)")
@@ -243,7 +237,7 @@ def _test_kinds() -> Iterator[None]:
 
 @pytest.mark.django_db(transaction=True)
 def test_one_failed_item_fails_the_job_at_once_under_fail(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "test-split-strict", {"parts": 3, "fail": 1}))
+    job = split(start_job(user, "test-split-strict", {"parts": 3, "fail": 1}))
     assert run_item(job, 0).successful()
     outcome = run_item(job, 1)  # JobFailed: no retry
     assert outcome.failed()
@@ -257,7 +251,7 @@ def test_one_failed_item_fails_the_job_at_once_under_fail(user: Any, broker: Any
 
 @pytest.mark.django_db(transaction=True)
 def test_an_old_run_of_an_item_writes_nothing(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "test-split-strict", {"parts": 2}))
+    job = split(start_job(user, "test-split-strict", {"parts": 2}))
     item = JobItem.objects.get(job=job, index=0)
     JobItem.objects.filter(pk=item.pk).update(attempt=2)  # the supervisor ran it again meanwhile
     assert run_item(job, 0, run=1).result is None
@@ -270,7 +264,7 @@ def test_an_old_run_of_an_item_writes_nothing(user: Any, broker: Any, memory_lay
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_cancels_every_item_and_their_tasks_do_nothing(user: Any, broker: Any, memory_layer: Any) -> None:
-    job = split(started(user, "test-split-strict", {"parts": 3}))
+    job = split(start_job(user, "test-split-strict", {"parts": 3}))
     assert run_item(job, 0).successful()
     services.job_cancel(owner=user, job_id=job.id)
     job.refresh_from_db()
@@ -287,7 +281,7 @@ def test_cancel_cancels_every_item_and_their_tasks_do_nothing(user: Any, broker:
 def test_the_supervisor_resends_an_item_that_never_started_and_reruns_a_lost_one(
     user: Any, broker: Any, memory_layer: Any, settings: Any
 ) -> None:
-    job = split(started(user, "test-split-strict", {"parts": 2}))
+    job = split(start_job(user, "test-split-strict", {"parts": 2}))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S + 1)
     # Item 0 was claimed by a worker that then died; item 1's message was lost.
     first = JobItem.objects.get(job=job, index=0)
@@ -312,10 +306,10 @@ def profile_both_ways(user: Any, name: str, content: bytes, parts: int) -> tuple
     """The same upload profiled by ``csv_profile`` (one task) and ``csv_profile_parallel``
     (``parts`` byte ranges), every task run in this process."""
     upload = services.upload_create(owner=user, file=SimpleUploadedFile(name, content))
-    single = started(user, "csv_profile", {"upload_id": str(upload.id)})
+    single = start_job(user, "csv_profile", {"upload_id": str(upload.id)})
     outcome = task("tasks_app.kind.csv_profile").apply(args=[str(single.id), 1], task_id=single.work_task_id)
     assert outcome.successful(), outcome.traceback
-    parallel = split(started(user, "csv_profile_parallel", {"upload_id": str(upload.id), "parts": parts}))
+    parallel = split(start_job(user, "csv_profile_parallel", {"upload_id": str(upload.id), "parts": parts}))
     for index in range(parallel.kind_state["items"]):
         assert run_item(parallel, index).successful()
     assert run_merge(parallel).successful()
@@ -352,7 +346,7 @@ def test_a_file_whose_quotes_break_rfc_4180_is_profiled_whole_and_stays_exact(
 @pytest.mark.django_db(transaction=True)
 def test_a_file_that_is_not_csv_fails_the_parallel_job_at_the_split(user: Any, broker: Any, memory_layer: Any) -> None:
     upload = services.upload_create(owner=user, file=SimpleUploadedFile("photo.csv", b"\x89PNG\r\n\x1a\n" + bytes(200)))
-    job = started(user, "csv_profile_parallel", {"upload_id": str(upload.id)})
+    job = start_job(user, "csv_profile_parallel", {"upload_id": str(upload.id)})
     outcome = task("tasks_app.kind.csv_profile_parallel").apply(args=[str(job.id), 1], task_id=job.work_task_id)
     assert outcome.failed()
     job.refresh_from_db()
@@ -365,7 +359,7 @@ def test_a_file_that_is_not_csv_fails_the_parallel_job_at_the_split(user: Any, b
 def test_the_admin_shows_a_split_jobs_items_and_links_all_its_tasks(
     admin_client: Any, user: Any, broker: Any, memory_layer: Any
 ) -> None:
-    job = split(started(user, "primes_split", {"limit": 2000, "parts": 3}))
+    job = split(start_job(user, "primes_split", {"limit": 2000, "parts": 3}))
     for index in range(3):
         assert run_item(job, index).successful()
     assert run_merge(job).successful()

@@ -17,7 +17,8 @@ from tasks_app.heartbeat import Heartbeat
 from tasks_app.kinds import get_kind
 from tasks_app.models import Job, JobState, Upload
 from tasks_app.progress import ProgressRecorder, WorkSuperseded, read_recorded_progress
-from tests.tasks_app.test_services import _upload, assert_next_poll_armed, frames, listen, run, start_simulated
+from tests.factories import run_job, start_job, start_simulated
+from tests.tasks_app.test_services import _upload, assert_next_poll_armed, frames, listen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,10 +30,6 @@ def aged(job: Job, **stamps_s: float) -> Job:
     Job.objects.filter(pk=job.pk).update(**{name: now - dt.timedelta(seconds=s) for name, s in stamps_s.items()})
     job.refresh_from_db()
     return job
-
-
-def start_primes(user: Any) -> Job:
-    return run(services.job_start(owner=user, kind="primes", params={"limit": 1000}))
 
 
 def work_tasks(broker: Any) -> list[Any]:
@@ -47,12 +44,12 @@ def test_a_pending_job_whose_run_job_was_lost_is_started_again(user, broker, mem
     assert supervisor.supervise() == {supervisor.RESTARTED: 1}
     assert [(t.name, t.args) for t in broker.queued("progress")] == [("tasks_app.run_job", [str(job.id)])]
     assert supervisor.supervise() == {}  # once per grace period, not every pass
-    run(job)
+    run_job(job)
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
 
 
 def test_a_stopped_chain_is_rearmed_once_and_the_original_poll_does_nothing(user, broker, memory_layer):
-    job = run(start_simulated(user, step=10, interval_ms=1000))
+    job = run_job(start_simulated(user, step=10, interval_ms=1000))
     listen(memory_layer, job)
     assert supervisor.supervise() == {}  # poll 0 is not overdue
     aged(job, chain_at=10, started_at=3.5)
@@ -73,7 +70,7 @@ def test_a_stopped_chain_is_rearmed_once_and_the_original_poll_does_nothing(user
 
 
 def test_lost_work_runs_again_then_fails_after_max_attempts(user, broker, memory_layer):
-    job = start_primes(user)
+    job = start_job(user, "primes", {"limit": 1000})
     assert [t.args for t in work_tasks(broker)] == [[str(job.id), 1]]
     assert attempts.work_claim(job_id=job.id, attempt=1) is not None
     listen(memory_layer, job)
@@ -111,7 +108,7 @@ def test_lost_work_runs_again_then_fails_after_max_attempts(user, broker, memory
 
 
 def test_work_that_never_started_is_sent_again_with_backoff(user, broker, memory_layer):
-    job = start_primes(user)
+    job = start_job(user, "primes", {"limit": 1000})
     broker.flush()  # the queued work task was lost
     aged(job, work_dispatched_at=11, chain_at=0.1)
     assert supervisor.supervise() == {supervisor.RESENT_WORK: 1}
@@ -127,7 +124,7 @@ def test_work_that_never_started_is_sent_again_with_backoff(user, broker, memory
 
 
 def test_lost_work_past_its_time_limit_fails_instead_of_running_again(user, broker, memory_layer):
-    job = start_primes(user)
+    job = start_job(user, "primes", {"limit": 1000})
     attempts.work_claim(job_id=job.id, attempt=1)
     limit = get_kind("primes").time_limit_s
     aged(job, heartbeat_at=11, work_started_at=limit + 1, chain_at=0.1)
@@ -137,7 +134,7 @@ def test_lost_work_past_its_time_limit_fails_instead_of_running_again(user, brok
 
 
 def test_a_poll_driven_job_past_its_time_limit_fails(user, broker, memory_layer):
-    job = run(start_simulated(user, step=1, interval_ms=10_000))
+    job = run_job(start_simulated(user, step=1, interval_ms=10_000))
     limit = get_kind("simulated").time_limit_s
     aged(job, started_at=limit + 1)
     polling.job_poll(job_id=job.id, poll_seq=0)
@@ -146,7 +143,7 @@ def test_a_poll_driven_job_past_its_time_limit_fails(user, broker, memory_layer)
 
 
 def test_a_cancel_nobody_confirmed_ends_cancelled(user, broker, memory_layer):
-    job = run(start_simulated(user))
+    job = run_job(start_simulated(user))
     services.job_cancel(owner=user, job_id=job.id)
     aged(job, cancel_requested_at=4, chain_at=0.1)
     assert supervisor.supervise() == {}
@@ -156,7 +153,7 @@ def test_a_cancel_nobody_confirmed_ends_cancelled(user, broker, memory_layer):
 
 
 def test_a_cancelled_work_task_is_confirmed_only_once_it_cannot_write(user, broker, memory_layer):
-    job = start_primes(user)
+    job = start_job(user, "primes", {"limit": 1000})
     kind = get_kind("primes")
     attempts.work_claim(job_id=job.id, attempt=1)
     services.job_cancel(owner=user, job_id=job.id)
@@ -174,7 +171,7 @@ def record_until_stopped(recorder: ProgressRecorder) -> None:
 
 
 def test_heartbeat_turns_superseded_and_the_recorder_stops_the_work(user, broker):
-    job = start_primes(user)
+    job = start_job(user, "primes", {"limit": 1000})
     beats: list[int] = []
 
     def beat(job_id: str, attempt: int) -> bool:
@@ -196,11 +193,11 @@ def test_housekeeping_removes_orphan_uploads_and_recorded_progress_of_finished_j
     services.job_start(owner=user, kind="csv_profile", params={"upload_id": str(kept.id)})
     old = timezone.now() - dt.timedelta(days=2)
     Upload.objects.filter(pk__in=[kept.pk, orphan.pk]).update(created_at=old)
-    finished = run(start_simulated(user))
+    finished = run_job(start_simulated(user))
     ProgressRecorder(finished.id).set_progress(1, 2)
     attempts.job_fail(job_id=finished.id, error="done")
     ProgressRecorder(finished.id).set_progress(1, 2)  # a write that came after the final state
-    running = start_primes(user)
+    running = start_job(user, "primes", {"limit": 1000})
     ProgressRecorder(running.id).set_progress(1, 2)
     done = supervisor.housekeep()
     assert (done["uploads"], done["recorded"]) == (1, 1)

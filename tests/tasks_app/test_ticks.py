@@ -17,15 +17,8 @@ from django.utils import timezone
 from tasks_app import polling, services, ticks
 from tasks_app.models import Job, JobState
 from tasks_app.progress import ProgressRecorder
-from tests.tasks_app.test_services import (
-    assert_next_poll_armed,
-    frames,
-    listen,
-    polls,
-    queued_ticks,
-    run,
-    start_simulated,
-)
+from tests.factories import make_job, run_job, start_simulated
+from tests.tasks_app.test_services import assert_next_poll_armed, frames, listen, polls, queued_ticks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +49,7 @@ def test_a_process_sends_one_task_per_tick(broker: Any) -> None:
 
 
 def test_a_tick_polls_every_due_job_and_no_other_then_arms_their_next_ticks(user, broker, memory_layer) -> None:
-    jobs = [run(start_simulated(user, step=10, interval_ms=1000)) for _ in range(3)]
+    jobs = [run_job(start_simulated(user, step=10, interval_ms=1000)) for _ in range(3)]
     for job in jobs:
         listen(memory_layer, job)
     now = timezone.now()
@@ -83,7 +76,7 @@ def test_a_tick_polls_every_due_job_and_no_other_then_arms_their_next_ticks(user
 def test_a_tick_takes_its_jobs_in_batches_of_one_read_each(user, broker, memory_layer, settings) -> None:
     settings.PROGRESS_TICK_BATCH = 2
     settings.JOBS_MAX_ACTIVE_PER_USER = 10
-    jobs = [run(start_simulated(user, step=10, interval_ms=1000)) for _ in range(5)]
+    jobs = [run_job(start_simulated(user, step=10, interval_ms=1000)) for _ in range(5)]
     now = timezone.now()
     due_by(jobs, now)
     with CaptureQueriesContext(connection) as queries:
@@ -96,7 +89,7 @@ def test_a_tick_takes_its_jobs_in_batches_of_one_read_each(user, broker, memory_
 
 
 def test_a_tick_fences_each_job_by_its_poll_seq(user, broker, memory_layer) -> None:
-    job = run(start_simulated(user, step=10, interval_ms=1000))
+    job = run_job(start_simulated(user, step=10, interval_ms=1000))
     now = timezone.now()
     due_by([job], now)
     polling.job_poll(job_id=job.id, poll_seq=0)  # a poll_job (redelivered, hand-sent) got there first
@@ -110,7 +103,7 @@ def test_a_tick_fences_each_job_by_its_poll_seq(user, broker, memory_layer) -> N
 
 def test_a_tick_reads_the_recorded_progress_of_every_task_job_at_once(user, broker, memory_layer, settings) -> None:
     settings.JOBS_MAX_ACTIVE_PER_USER = 10
-    jobs = [run(services.job_start(owner=user, kind="primes", params={"limit": 1000})) for _ in range(3)]
+    jobs = [run_job(services.job_start(owner=user, kind="primes", params={"limit": 1000})) for _ in range(3)]
     ProgressRecorder(jobs[0].id, attempt=1).set_progress(40, 1000, "forty")
     ProgressRecorder(jobs[1].id, attempt=1).set_progress(70, 1000, "seventy")
     now = timezone.now()
@@ -121,7 +114,7 @@ def test_a_tick_reads_the_recorded_progress_of_every_task_job_at_once(user, brok
 
 
 def test_a_kind_that_observes_gets_a_poll_job_of_its_own_not_a_tick(user, broker) -> None:
-    job = Job.objects.create(owner=user, kind="remote", params={"service": "x"}, state=JobState.RUNNING, poll_seq=4)
+    job = make_job(user, kind="remote", params={"service": "x"}, state=JobState.RUNNING, poll_seq=4)
     with transaction.atomic():
         services.schedule_poll(job, 500)
         job.save(update_fields=["poll_due_at"])

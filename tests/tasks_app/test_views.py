@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import uuid
@@ -10,10 +9,10 @@ import uuid
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.utils import timezone
 
 from tasks_app.models import Job, Upload
 from tasks_app.views import DASHBOARD_PAGE_SIZE
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -64,13 +63,6 @@ def test_upload_errors_are_json_with_a_message(client, logged_in, settings):
     no_csrf = post_file(logged_in, b"a\n1\n", csrf=False)
     assert (no_csrf.status_code, no_csrf.json()["code"]) == (403, "csrf_failed")
     assert Upload.objects.count() == 0
-
-
-def make_job(owner, *, state: str, minutes_ago: int, kind: str = "simulated", params=None, **fields):
-    params = {"step": 3, "interval_ms": 200} if params is None else params
-    job = Job.objects.create(owner=owner, kind=kind, params=params, state=state, **fields)
-    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - dt.timedelta(minutes=minutes_ago))
-    return job
 
 
 def card_ids(response) -> list[str]:
