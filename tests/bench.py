@@ -33,6 +33,9 @@ Figures:
 Nothing here asserts a time: tests assert behaviour, this prints. ``BENCH_QUICK=1`` is the
 small form CI runs (``tests/test_bench.py``) so the benchmark cannot rot: 2 jobs at once, a
 capacity row of 3 (10 steps each), 100 polls in process, no 10 MB file, the peer's small form.
+
+(Over ~350 lines: one benchmark run: each figure's scenario and its baseline in the same run,
+printed with the conditions.)
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ or by a later one (what polling costs); CPU seconds (psutil, with children) of e
 process per 1,000 updates and of all of them, within the jobs' run only; the client's own CPU.
 Nothing here asserts a figure. ``BENCH_QUICK=1`` is a small form (2 jobs of 10 steps, 4 viewers)
 that ``tests/bench.py`` runs as its last section.
+
+(Over ~350 lines: one benchmark run end to end: the peer's venv, both stacks, the same jobs
+through each, the figures side by side.)
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The app is driven through httpx's own ASGI transport: ``starlette.testclient`` warns
 (StarletteDeprecationWarning) when imported without the ``httpx2`` package, and warnings are
 errors here.
+
+(Over ~350 lines: one case per rule of the demo service's HTTP contract, on one fake clock.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """``make run`` keeps the stack up: the keepalive wrapper's restart policy, the wrapper as a
 process, the Procfile honcho is given, and the whole ``manage.py runstack`` (a killed worker is
-restarted while the page and Flower keep answering; Ctrl-C stops every process)."""
+restarted while the page and Flower keep answering; Ctrl-C stops every process).
+
+(Over ~350 lines: make run from the inside out: the restart policy, the wrapper as a process,
+the Procfile, the whole stack.)
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Jobs are started over the real WebSocket (``wsclient.JobsClient``), then looked 
 admin (job list, Celery task results, the cancel action) in Chromium, and in Flower over its
 REST API and in its UI. The screenshots in ``docs/img/`` (kept in git, shown in the README) are
 taken here.
+
+(Over ~350 lines: the admin and Flower share one real stack and its helpers, and each case walks
+one operator's page.)
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every test watches the page the way a person would (bars, states, the connection
 indicator) and records what changed with a MutationObserver, so "never backwards" and
 "nothing after the final state" are checked on every update, not on a sample.
+
+(Over ~350 lines: one real browser session per case of the page (start, progress, reconnect,
+errors, accessibility), sharing one stack and its recorder.)
 """
 
 from __future__ import annotations

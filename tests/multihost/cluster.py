@@ -11,6 +11,9 @@
 Addresses are ``(host, port)`` pairs: ``host`` a dotted IPv4 string, ``port`` an int. Every wait
 is a :func:`tests.waiting.wait_for` with a timeout in seconds; a timeout raises ``AssertionError``
 naming what did not happen.
+
+(Over ~350 lines: the two servers the other hosts reach (the Sentinel cluster and PostgreSQL),
+each one class.)
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ collide; :meth:`Network.start` first removes what a crashed earlier session of t
 left (namespaces and their processes, links, temporary folders), and holds a lock so that two
 live sessions of one prefix refuse to run at once. Needs root and iproute2; without them, or when
 the kernel refuses, :class:`MultihostUnavailable` (never a skip).
+
+(Over ~350 lines: one idea, hosts as namespaces: the network, a host and its processes, which
+only make sense together.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """``manage.py jobs``: argument parsing, error reports, exit statuses, the display, and the
-watcher fed by a real (in-memory) channel layer over a real SQLite database."""
+watcher fed by a real (in-memory) channel layer over a real SQLite database.
+
+(Over ~350 lines: the command's cases (parsing, refusals, exit statuses, the display, the
+watcher) share one set of jobs and the in-memory layer.)
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ retries and the failure policies, fencing of old runs, cancel and the supervisor
 The tasks run in this process (``Task.apply``, as a worker would run them), on the real broker
 and cache (the test database of a real Redis), with the in-memory channel layer. The real
 stack with real workers is in ``tests/integration/test_split.py``.
+
+(Over ~350 lines: one case per outcome of a split job (split, items, merge, retries, policies,
+fencing, cancel, repairs); they share this module's helpers.)
 """
 
 from __future__ import annotations
