@@ -28,17 +28,16 @@ run: $(STAMP)
 	DJANGO_ENV_FILE= DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runstack
 
 ## make test: lint and type checks, then every test (unit, integration, faults, browser, multi-host).
-## The fault suite and the multi-host tests run beside the others, in a pytest session of their
-## own: they mostly wait (recoveries, failovers, heartbeats) on a private redis-server, and in
-## namespaces, Redis and PostgreSQL of their own; test Redis database 11 and stack database 12
-## keep the two sessions apart. Their output follows the other session's.
+## The multi-host tests run beside the others, in a pytest session of their own: they mostly wait
+## (failovers, heartbeats) in namespaces, Redis and PostgreSQL of their own, and test database 11
+## of the test Redis keeps the two sessions apart. Their output follows the other session's.
 test: $(STAMP) $(AXE) lint jstest
-	@log=$$(mktemp /tmp/jobs-waiting-XXXXXX.log); \
-	TEST_REDIS_DB=11 TEST_STACK_REDIS_DB=12 $(BIN)/python -m pytest -p no:cacheprovider -m "faults or multihost" tests/faults tests/multihost > $$log 2>&1 & mh=$$!; \
-	$(BIN)/python -m pytest -m "not multihost and not faults"; rest=$$?; \
-	wait $$mh; waiting=$$?; echo "--- the fault and multi-host session (pytest -m 'faults or multihost'):"; cat $$log; rm -f $$log; \
-	echo "make test: other tests exit $$rest, fault and multi-host tests exit $$waiting"; \
-	test $$rest -eq 0 -a $$waiting -eq 0
+	@log=$$(mktemp /tmp/jobs-multihost-XXXXXX.log); \
+	TEST_REDIS_DB=11 $(BIN)/python -m pytest -p no:cacheprovider -m multihost tests/multihost > $$log 2>&1 & mh=$$!; \
+	$(BIN)/python -m pytest -m "not multihost"; rest=$$?; \
+	wait $$mh; multihost=$$?; echo "--- the multi-host session (pytest -m multihost tests/multihost):"; cat $$log; rm -f $$log; \
+	echo "make test: other tests exit $$rest, multi-host tests exit $$multihost"; \
+	test $$rest -eq 0 -a $$multihost -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
